@@ -1,0 +1,19 @@
+"""unfoldconv: N-d unfold/fold (im2col/col2im) for PyTorch, and layers built on it.
+
+Engine: :func:`unfold`, :func:`fold`, :func:`unfold_transpose` and the modules :class:`Unfold`,
+:class:`Fold`, :class:`UnfoldTranspose`, for any number of spatial dims.
+"""
+
+from unfoldconv.fold import Fold, fold
+from unfoldconv.unfold import Unfold, unfold
+from unfoldconv.unfold_transpose import UnfoldTranspose, unfold_transpose
+
+__all__ = [
+    "Fold",
+    "Unfold",
+    "UnfoldTranspose",
+    "fold",
+    "unfold",
+    "unfold_transpose",
+]
+__version__ = "0.1.0"

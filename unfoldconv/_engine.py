@@ -1,0 +1,143 @@
+"""The engine: one strided gather (unfold) and its adjoint, a fixed-order slice sum (fold).
+
+Shapes (``d`` spatial dims, ``K = prod(kernel_size)``, ``L = prod(out)``)::
+
+    gather:  (N, C, *spatial) -> (N, C * K, L)
+    scatter: (N, C * K, L)    -> (N, C, *spatial)
+
+``gather`` builds a *view* of the (padded) input with axes ``(N, C, *kernel, *out)`` from
+``Tensor.unfold`` and slicing alone, and copies it once into the output: no index tensors, no
+one-hot convolution, any strides in (channels_last, non-contiguous, expanded).
+
+``scatter`` is its adjoint: for each of the K kernel offsets, in row-major order, it adds the
+matching ``(N, C, *out)`` slice of the columns into a strided slice of the output. Offsets that
+would land in the padding are clipped per dim, so no padded buffer is built. The order is fixed
+and there are no atomics, so the result is bit-identical from run to run on every device, and
+every index is torch's own int64 tensor arithmetic: no size limit of our own.
+
+``Unfold`` and ``Fold`` are autograd functions whose backward is the other one, so gradients of
+every order exist.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+
+from unfoldconv._args import Geometry
+
+
+def _padded(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """``input`` with zero padding ``geometry.padding`` (no copy when there is none)."""
+    if not any(lo or hi for lo, hi in geometry.padding):
+        return input
+    n, c, *spatial = input.shape
+    sizes = [size + lo + hi for size, (lo, hi) in zip(spatial, geometry.padding)]
+    padded = input.new_zeros((n, c, *sizes))
+    interior = tuple(slice(lo, lo + size) for size, (lo, _) in zip(spatial, geometry.padding))
+    padded[(..., *interior)] = input
+    return padded
+
+
+def window_view(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """A view ``(N, C, *kernel, *out)`` of the padded ``input`` (no copy beyond the padding)."""
+    d = geometry.dim
+    view = _padded(input, geometry)
+    for axis, (k, dil, s) in enumerate(zip(geometry.kernel_size, geometry.dilation, geometry.stride)):
+        # (..., size_i, ...) -> (..., out_i, ..., span_i): windows of the dilated kernel's span
+        view = view.unfold(2 + axis, dil * (k - 1) + 1, s)
+    if any(dil > 1 for dil in geometry.dilation):
+        view = view[(..., *(slice(None, None, dil) for dil in geometry.dilation))]
+    # (N, C, *out, *kernel) -> (N, C, *kernel, *out)
+    order = (0, 1, *range(2 + d, 2 + 2 * d), *range(2, 2 + d))
+    return view.permute(order)
+
+
+def gather(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Unfold ``(N, C, *spatial)`` into ``(N, C * K, L)``: one copy of a strided view."""
+    view = window_view(input, geometry)  # (N, C, *kernel, *out)
+    n, c = input.shape[:2]
+    if not geometry.flip:
+        columns = view.clone(memory_format=torch.contiguous_format)
+        return columns.view(n, c * geometry.kernel_numel, -1)
+    # Reversed kernel offsets cannot be a view (no negative strides): copy offset by offset
+    # into the reversed position; every element is still written exactly once.
+    columns = input.new_empty(view.shape)
+    for offset in itertools.product(*(range(k) for k in geometry.kernel_size)):
+        reversed_offset = tuple(k - 1 - i for i, k in zip(offset, geometry.kernel_size))
+        columns[(slice(None), slice(None), *reversed_offset)].copy_(
+            view[(slice(None), slice(None), *offset)]
+        )
+    return columns.view(n, c * geometry.kernel_numel, -1)
+
+
+def _offset_slices(
+    offset: Sequence[int], input_size: Sequence[int], out_size: Sequence[int], geometry: Geometry
+) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """For one kernel offset: (slices into ``*out`` of the columns, slices into ``*spatial``).
+
+    Only window positions that land inside the unpadded input are kept; ``None`` when none do.
+    """
+    column_slices, target_slices = [], []
+    for k_idx, size, n_out, (lo, _), dil, s, k in zip(
+        offset, input_size, out_size, geometry.padding, geometry.dilation, geometry.stride,
+        geometry.kernel_size,
+    ):
+        shift = (k - 1 - k_idx if geometry.flip else k_idx) * dil - lo
+        # window position o reads input index o * s + shift; keep 0 <= o * s + shift < size
+        first = max(0, (-shift + s - 1) // s)
+        last = min(n_out - 1, (size - 1 - shift) // s)
+        if last < first:
+            return None
+        column_slices.append(slice(first, last + 1))
+        start = first * s + shift
+        target_slices.append(slice(start, start + (last - first) * s + 1, s))
+    return tuple(column_slices), tuple(target_slices)
+
+
+def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -> torch.Tensor:
+    """Fold ``(N, C * K, L)`` into ``(N, C, *input_size)``, summing overlaps in a fixed order."""
+    n = columns.shape[0]
+    c = columns.shape[1] // geometry.kernel_numel
+    out_size = geometry.output_size(input_size)
+    blocks = columns.reshape(n, c, *geometry.kernel_size, *out_size)  # (N, C, *kernel, *out)
+    output = columns.new_zeros((n, c, *input_size))
+    for offset in itertools.product(*(range(k) for k in geometry.kernel_size)):
+        slices = _offset_slices(offset, input_size, out_size, geometry)
+        if slices is None:
+            continue
+        column_slices, target_slices = slices
+        # += on an indexed tensor would copy the slice back; add_ writes in place
+        output[(..., *target_slices)].add_(blocks[(slice(None), slice(None), *offset, *column_slices)])
+    return output
+
+
+class Unfold(torch.autograd.Function):
+    """``gather`` with ``scatter`` as its backward (and vice versa, to any order)."""
+
+    @staticmethod
+    def forward(ctx, input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        ctx.geometry = geometry
+        ctx.input_size = tuple(input.shape[2:])
+        return gather(input, geometry)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        return Fold.apply(grad_output, ctx.input_size, ctx.geometry), None
+
+
+class Fold(torch.autograd.Function):
+    """``scatter`` with ``gather`` as its backward (and vice versa, to any order)."""
+
+    @staticmethod
+    def forward(
+        ctx, columns: torch.Tensor, input_size: tuple[int, ...], geometry: Geometry
+    ) -> torch.Tensor:
+        ctx.geometry = geometry
+        return scatter(columns, input_size, geometry)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        return Unfold.apply(grad_output, ctx.geometry), None, None
