@@ -55,21 +55,30 @@ def window_view(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     return view.permute(order)
 
 
-def gather(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Unfold ``(N, C, *spatial)`` into ``(N, C * K, L)``: one copy of a strided view."""
+def gather(
+    input: torch.Tensor, geometry: Geometry, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Unfold ``(N, C, *spatial)`` into ``(N, C * K, L)``: one copy of a strided view.
+
+    ``out``, if given, is a contiguous tensor of ``N * C * K * L`` elements that receives the
+    columns (a reusable workspace); the result is then a view of it.
+    """
     view = window_view(input, geometry)  # (N, C, *kernel, *out)
     n, c = input.shape[:2]
+    if out is None:
+        columns = input.new_empty(view.shape)
+    else:
+        columns = out.view(view.shape)
     if not geometry.flip:
-        columns = view.clone(memory_format=torch.contiguous_format)
-        return columns.view(n, c * geometry.kernel_numel, -1)
-    # Reversed kernel offsets cannot be a view (no negative strides): copy offset by offset
-    # into the reversed position; every element is still written exactly once.
-    columns = input.new_empty(view.shape)
-    for offset in itertools.product(*(range(k) for k in geometry.kernel_size)):
-        reversed_offset = tuple(k - 1 - i for i, k in zip(offset, geometry.kernel_size))
-        columns[(slice(None), slice(None), *reversed_offset)].copy_(
-            view[(slice(None), slice(None), *offset)]
-        )
+        columns.copy_(view)
+    else:
+        # Reversed kernel offsets cannot be a view (no negative strides): copy offset by offset
+        # into the reversed position; every element is still written exactly once.
+        for offset in itertools.product(*(range(k) for k in geometry.kernel_size)):
+            reversed_offset = tuple(k - 1 - i for i, k in zip(offset, geometry.kernel_size))
+            columns[(slice(None), slice(None), *reversed_offset)].copy_(
+                view[(slice(None), slice(None), *offset)]
+            )
     return columns.view(n, c * geometry.kernel_numel, -1)
 
 
