@@ -22,6 +22,7 @@ every order exist.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -79,7 +80,8 @@ def gather(
             columns[(slice(None), slice(None), *reversed_offset)].copy_(
                 view[(slice(None), slice(None), *offset)]
             )
-    return columns.view(n, c * geometry.kernel_numel, -1)
+    num_blocks = math.prod(view.shape[2 + geometry.dim :])
+    return columns.view(n, c * geometry.kernel_numel, num_blocks)
 
 
 def _offset_slices(
