@@ -69,9 +69,7 @@ def synchronize(device: torch.device) -> None:
 
 def time_ms(thunk: Thunk, min_run_time: float, num_threads: int) -> float:
     """Median time of ``thunk`` in milliseconds (``torch.utils.benchmark``)."""
-    timer = benchmark.Timer(
-        stmt="thunk()", globals={"thunk": thunk}, num_threads=num_threads
-    )
+    timer = benchmark.Timer(stmt="thunk()", globals={"thunk": thunk}, num_threads=num_threads)
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
@@ -128,9 +126,7 @@ def ratio_table(rows: Sequence[Row], cases: Sequence[Case]) -> list[dict]:
     records: dict[tuple, dict] = {}
     for row in rows:
         key = (row.group, row.case, row.mode)
-        record = records.setdefault(
-            key, {"group": row.group, "case": row.case, "mode": row.mode}
-        )
+        record = records.setdefault(key, {"group": row.group, "case": row.case, "mode": row.mode})
         record[f"{row.impl} ms"] = row.time_ms
         record[f"{row.impl} MiB"] = row.peak_mb
     for (group, case, _), record in records.items():
@@ -205,7 +201,12 @@ def write_reports(
     parts = [header, "", "## Summary (ratio < 1: ours is faster)", ""]
     parts.append(markdown_table(summary(records)))
     for group in dict.fromkeys(r["group"] for r in records):
-        parts += ["", f"## {group}", "", markdown_table([r for r in records if r["group"] == group])]
+        parts += [
+            "",
+            f"## {group}",
+            "",
+            markdown_table([r for r in records if r["group"] == group]),
+        ]
     md_path.write_text("\n".join(parts) + "\n")
 
     png_path = out_dir / "benchmark.png"

@@ -122,9 +122,7 @@ def resolve_padding(
             return ((0, 0),) * d
         if padding == "same":
             if any(s != 1 for s in stride):
-                raise ValueError(
-                    f"padding='same' needs stride 1 in every dim, got stride={stride}"
-                )
+                raise ValueError(f"padding='same' needs stride 1 in every dim, got stride={stride}")
             totals = [dil * (k - 1) for dil, k in zip(dilation, kernel_size)]
             return tuple((total // 2, total - total // 2) for total in totals)
         raise ValueError(

@@ -46,7 +46,9 @@ def window_view(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     """A view ``(N, C, *kernel, *out)`` of the padded ``input`` (no copy beyond the padding)."""
     d = geometry.dim
     view = _padded(input, geometry)
-    for axis, (k, dil, s) in enumerate(zip(geometry.kernel_size, geometry.dilation, geometry.stride)):
+    for axis, (k, dil, s) in enumerate(
+        zip(geometry.kernel_size, geometry.dilation, geometry.stride)
+    ):
         # (..., size_i, ...) -> (..., out_i, ..., span_i): windows of the dilated kernel's span
         view = view.unfold(2 + axis, dil * (k - 1) + 1, s)
     if any(dil > 1 for dil in geometry.dilation):
@@ -66,10 +68,7 @@ def gather(
     """
     view = window_view(input, geometry)  # (N, C, *kernel, *out)
     n, c = input.shape[:2]
-    if out is None:
-        columns = input.new_empty(view.shape)
-    else:
-        columns = out.view(view.shape)
+    columns = input.new_empty(view.shape) if out is None else out.view(view.shape)
     if not geometry.flip:
         columns.copy_(view)
     else:
@@ -93,7 +92,12 @@ def _offset_slices(
     """
     column_slices, target_slices = [], []
     for k_idx, size, n_out, (lo, _), dil, s, k in zip(
-        offset, input_size, out_size, geometry.padding, geometry.dilation, geometry.stride,
+        offset,
+        input_size,
+        out_size,
+        geometry.padding,
+        geometry.dilation,
+        geometry.stride,
         geometry.kernel_size,
     ):
         shift = (k - 1 - k_idx if geometry.flip else k_idx) * dil - lo
@@ -121,7 +125,9 @@ def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry
             continue
         column_slices, target_slices = slices
         # += on an indexed tensor would copy the slice back; add_ writes in place
-        output[(..., *target_slices)].add_(blocks[(slice(None), slice(None), *offset, *column_slices)])
+        output[(..., *target_slices)].add_(
+            blocks[(slice(None), slice(None), *offset, *column_slices)]
+        )
     return output
 
 

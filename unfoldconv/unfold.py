@@ -90,7 +90,9 @@ class Unfold(nn.Module):
     ) -> None:
         super().__init__()
         sizes = {"kernel_size": kernel_size, "dilation": dilation, "padding": padding}
-        make_geometry(infer_dim({**sizes, "stride": stride}, 1), kernel_size, dilation, padding, stride)
+        make_geometry(
+            infer_dim({**sizes, "stride": stride}, 1), kernel_size, dilation, padding, stride
+        )
         self.kernel_size = kernel_size
         self.dilation = dilation
         self.padding = padding

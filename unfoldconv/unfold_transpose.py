@@ -109,8 +109,7 @@ def unfold_transpose(
     before = [dl * (k - 1) - p for k, p, dl in zip(kernel, pad, dil)]
     after = [b + op for b, op in zip(before, out_pad)]
     crop = tuple(
-        slice(max(-b, 0), size - max(-a, 0))
-        for size, b, a in zip(dilated.shape[2:], before, after)
+        slice(max(-b, 0), size - max(-a, 0)) for size, b, a in zip(dilated.shape[2:], before, after)
     )
     cropped = dilated[(..., *crop)]
     geometry = Geometry(

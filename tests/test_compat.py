@@ -1,0 +1,65 @@
+"""unfoldconv.compat is a drop-in for the unfoldNd package."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import unfoldNd as reference
+
+import unfoldconv.compat as unfoldNd
+
+NAMES = ["unfoldNd", "UnfoldNd", "foldNd", "FoldNd", "unfold_transposeNd", "UnfoldTransposeNd"]
+
+
+def test_exports_the_six_names():
+    assert sorted(unfoldNd.__all__) == sorted(NAMES)
+    for name in NAMES:
+        assert callable(getattr(unfoldNd, name))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3], ids=lambda d: f"{d}d")
+def test_functions_and_modules_match_unfoldNd(device, d):
+    x = torch.randn(2, 3, *([6] * d), device=device)
+    kwargs = {"kernel_size": 2, "dilation": 1, "padding": 1, "stride": 2}
+    torch.testing.assert_close(unfoldNd.unfoldNd(x, **kwargs), reference.unfoldNd(x, **kwargs))
+    torch.testing.assert_close(unfoldNd.UnfoldNd(**kwargs)(x), reference.UnfoldNd(**kwargs)(x))
+    columns = reference.unfoldNd(x, **kwargs)
+    size = tuple(x.shape[2:])
+    torch.testing.assert_close(
+        unfoldNd.foldNd(columns, size, **kwargs), reference.foldNd(columns, size, **kwargs)
+    )
+    torch.testing.assert_close(
+        unfoldNd.FoldNd(size, **kwargs)(columns), reference.FoldNd(size, **kwargs)(columns)
+    )
+    transpose = {"kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1, "dilation": 1}
+    torch.testing.assert_close(
+        unfoldNd.unfold_transposeNd(x, **transpose), reference.unfold_transposeNd(x, **transpose)
+    )
+    out_size = tuple(2 * s for s in size)
+    module_kwargs = {k: v for k, v in transpose.items() if k != "output_padding"}
+    torch.testing.assert_close(
+        unfoldNd.UnfoldTransposeNd(**module_kwargs)(x, output_size=out_size),
+        reference.UnfoldTransposeNd(**module_kwargs)(x, output_size=out_size),
+    )
+
+
+def test_foldNd_rejects_non_tuple_output_size_like_unfoldNd():
+    columns = torch.randn(1, 4, 9)
+    with pytest.raises(
+        ValueError, match=r"'output_size' must be tuple. Got <class 'list'>."
+    ) as ours:
+        unfoldNd.foldNd(columns, [4, 4], 2)
+    with pytest.raises(ValueError) as theirs:
+        reference.foldNd(columns, [4, 4], 2)
+    assert str(ours.value) == str(theirs.value)
+    with pytest.raises(ValueError, match="'output_size' must be tuple"):
+        unfoldNd.FoldNd(4, 2)(columns)
+
+
+def test_goes_beyond_unfoldNd():
+    """4-d inputs, bool inputs and fold outputs past 2**24 elements, where unfoldNd gives up."""
+    x = torch.randn(1, 2, 3, 4, 3, 4)
+    assert unfoldNd.unfoldNd(x, 2).shape == (1, 32, 2 * 3 * 2 * 3)
+    assert unfoldNd.unfoldNd(x > 0, 2).dtype == torch.bool
+    columns = torch.ones(1, 1, 4097 * 4097)
+    assert unfoldNd.foldNd(columns, (4097, 4097), 1).shape == (1, 1, 4097, 4097)
