@@ -58,29 +58,103 @@ def window_view(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     return view.permute(order)
 
 
+def _kernel_offsets(geometry: Geometry):
+    return itertools.product(*(range(k) for k in geometry.kernel_size))
+
+
+def _copy_windows(columns: torch.Tensor, view: torch.Tensor, geometry: Geometry) -> None:
+    """``columns (N, C, *kernel, *out) <- view`` with the kernel offsets reversed if ``flip``."""
+    if not geometry.flip:
+        columns.copy_(view)
+        return
+    # Reversed kernel offsets cannot be a view (no negative strides): copy offset by offset
+    # into the reversed position; every element is still written exactly once.
+    for offset in _kernel_offsets(geometry):
+        reversed_offset = tuple(k - 1 - i for i, k in zip(offset, geometry.kernel_size))
+        columns[(slice(None), slice(None), *reversed_offset)].copy_(
+            view[(slice(None), slice(None), *offset)]
+        )
+
+
+def _first_dim_plan(geometry: Geometry) -> dict[int, list[tuple[int, int]]]:
+    """Kernel offsets of spatial dim 0 grouped by stride phase: ``phase -> [(offset, row)]``.
+
+    Offset ``k`` of dim 0 reads padded rows ``k * dilation + i * stride``, i.e. rows
+    ``row + i`` of the phase ``(k * dilation) % stride`` sub-grid, ``row = (k * dilation) //
+    stride``: within one phase, a window is a run of consecutive rows.
+    """
+    plan: dict[int, list[tuple[int, int]]] = {}
+    for k in range(geometry.kernel_size[0]):
+        shift = k * geometry.dilation[0]
+        plan.setdefault(shift % geometry.stride[0], []).append((k, shift // geometry.stride[0]))
+    return plan
+
+
+def _inner_geometry(geometry: Geometry, padded: bool) -> Geometry:
+    """The window of spatial dims 1.. only (dim 0: kernel 1, stride 1, no dilation, no padding).
+
+    ``padded``: the input of this window is already zero padded (drop the padding of dims 1..).
+    """
+    padding = ((0, 0),) * (geometry.dim - 1) if padded else geometry.padding[1:]
+    return Geometry(
+        kernel_size=(1, *geometry.kernel_size[1:]),
+        dilation=(1, *geometry.dilation[1:]),
+        padding=((0, 0), *padding),
+        stride=(1, *geometry.stride[1:]),
+        flip=geometry.flip,
+    )
+
+
+def _two_stage_pays(input_size: Sequence[int], geometry: Geometry) -> bool:
+    """Whether the two-stage path (below) beats one strided copy.
+
+    One strided copy moves rows of ``out[-1]`` elements; torch copies rows shorter than a few
+    cache lines at a fraction of its bandwidth. The two-stage path gathers dims 1.. first (the
+    short rows, over about ``stride[0] / kernel[0]`` of the data) and then moves each kernel row
+    of dim 0 as one contiguous run of ``prod(out)`` elements.
+    """
+    if geometry.dim < 2 or geometry.kernel_size[0] <= geometry.stride[0]:
+        return False
+    out_size = geometry.output_size(input_size)
+    short_rows = out_size[-1] < 32 or geometry.stride[-1] > 1
+    return short_rows and math.prod(out_size) >= 16
+
+
+def _gather_two_stage(input: torch.Tensor, geometry: Geometry, columns: torch.Tensor) -> None:
+    """``columns (N, C, *kernel, *out)`` from dims 1.. gathered first, then runs along dim 0."""
+    padded = _padded(input, geometry)
+    inner = _inner_geometry(geometry, padded=True)
+    k0, out0 = geometry.kernel_size[0], geometry.output_size(input.shape[2:])[0]
+    for phase, offsets in _first_dim_plan(geometry).items():
+        rows = max(row for _, row in offsets) + out0
+        sub_grid = padded[:, :, phase :: geometry.stride[0]][:, :, :rows]  # (N, C, rows, ...)
+        view = window_view(sub_grid, inner)  # (N, C, 1, *kernel[1:], rows, *out[1:])
+        stage = sub_grid.new_empty(view.shape)
+        _copy_windows(stage, view, inner)
+        stage = stage[:, :, 0]  # drop the unit kernel axis of dim 0
+        row_axis = 2 + geometry.dim - 1
+        for k, row in offsets:
+            target = k0 - 1 - k if geometry.flip else k
+            columns[:, :, target].copy_(stage.narrow(row_axis, row, out0))
+
+
 def gather(
     input: torch.Tensor, geometry: Geometry, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Unfold ``(N, C, *spatial)`` into ``(N, C * K, L)``: one copy of a strided view.
+    """Unfold ``(N, C, *spatial)`` into ``(N, C * K, L)`` by copying a strided view.
 
     ``out``, if given, is a contiguous tensor of ``N * C * K * L`` elements that receives the
     columns (a reusable workspace); the result is then a view of it.
     """
-    view = window_view(input, geometry)  # (N, C, *kernel, *out)
-    n, c = input.shape[:2]
-    columns = input.new_empty(view.shape) if out is None else out.view(view.shape)
-    if not geometry.flip:
-        columns.copy_(view)
+    n, c, *input_size = input.shape
+    out_size = geometry.output_size(input_size)
+    shape = (n, c, *geometry.kernel_size, *out_size)
+    columns = input.new_empty(shape) if out is None else out.view(shape)
+    if _two_stage_pays(input_size, geometry):
+        _gather_two_stage(input, geometry, columns)
     else:
-        # Reversed kernel offsets cannot be a view (no negative strides): copy offset by offset
-        # into the reversed position; every element is still written exactly once.
-        for offset in itertools.product(*(range(k) for k in geometry.kernel_size)):
-            reversed_offset = tuple(k - 1 - i for i, k in zip(offset, geometry.kernel_size))
-            columns[(slice(None), slice(None), *reversed_offset)].copy_(
-                view[(slice(None), slice(None), *offset)]
-            )
-    num_blocks = math.prod(view.shape[2 + geometry.dim :])
-    return columns.view(n, c * geometry.kernel_numel, num_blocks)
+        _copy_windows(columns, window_view(input, geometry), geometry)
+    return columns.view(n, c * geometry.kernel_numel, math.prod(out_size))
 
 
 def _offset_slices(
@@ -112,14 +186,11 @@ def _offset_slices(
     return tuple(column_slices), tuple(target_slices)
 
 
-def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -> torch.Tensor:
-    """Fold ``(N, C * K, L)`` into ``(N, C, *input_size)``, summing overlaps in a fixed order."""
-    n = columns.shape[0]
-    c = columns.shape[1] // geometry.kernel_numel
-    out_size = geometry.output_size(input_size)
-    blocks = columns.reshape(n, c, *geometry.kernel_size, *out_size)  # (N, C, *kernel, *out)
-    output = columns.new_zeros((n, c, *input_size))
-    for offset in itertools.product(*(range(k) for k in geometry.kernel_size)):
+def _accumulate(output: torch.Tensor, blocks: torch.Tensor, geometry: Geometry) -> None:
+    """``output (N, C, *spatial) += blocks (N, C, *kernel, *out)``, offset by offset."""
+    input_size = output.shape[2:]
+    out_size = blocks.shape[2 + geometry.dim :]
+    for offset in _kernel_offsets(geometry):
         slices = _offset_slices(offset, input_size, out_size, geometry)
         if slices is None:
             continue
@@ -128,6 +199,43 @@ def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry
         output[(..., *target_slices)].add_(
             blocks[(slice(None), slice(None), *offset, *column_slices)]
         )
+
+
+def _scatter_two_stage(blocks: torch.Tensor, output: torch.Tensor, geometry: Geometry) -> None:
+    """Adjoint of :func:`_gather_two_stage`: runs along dim 0 summed first, then dims 1.."""
+    n, c, *input_size = output.shape
+    k0, s0, (lo0, _) = geometry.kernel_size[0], geometry.stride[0], geometry.padding[0]
+    out_size = geometry.output_size(input_size)
+    inner = _inner_geometry(geometry, padded=False)
+    row_axis = 2 + geometry.dim - 1
+    for phase, offsets in _first_dim_plan(geometry).items():
+        rows = max(row for _, row in offsets) + out_size[0]
+        stage = blocks.new_zeros((n, c, *geometry.kernel_size[1:], rows, *out_size[1:]))
+        for k, row in offsets:
+            source = k0 - 1 - k if geometry.flip else k
+            stage.narrow(row_axis, row, out_size[0]).add_(blocks[:, :, source])
+        # stage row r lands on output row phase + r * s0 - lo0; keep those inside the output
+        first = max(0, (lo0 - phase + s0 - 1) // s0)
+        last = min(rows - 1, (input_size[0] - 1 + lo0 - phase) // s0)
+        if last < first:
+            continue
+        start = phase + first * s0 - lo0
+        target = output[:, :, start : start + (last - first) * s0 + 1 : s0]
+        stage = stage.narrow(row_axis, first, last - first + 1).unsqueeze(2)  # unit kernel dim 0
+        _accumulate(target, stage, inner)
+
+
+def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -> torch.Tensor:
+    """Fold ``(N, C * K, L)`` into ``(N, C, *input_size)``, summing overlaps in a fixed order."""
+    n = columns.shape[0]
+    c = columns.shape[1] // geometry.kernel_numel
+    out_size = geometry.output_size(input_size)
+    blocks = columns.reshape(n, c, *geometry.kernel_size, *out_size)  # (N, C, *kernel, *out)
+    output = columns.new_zeros((n, c, *input_size))
+    if _two_stage_pays(input_size, geometry):
+        _scatter_two_stage(blocks, output, geometry)
+    else:
+        _accumulate(output, blocks, geometry)
     return output
 
 
