@@ -1,6 +1,6 @@
-"""Both engine paths (one strided copy; two stages) agree with the loop references.
+"""Every engine path (direct, two-stage, batch-inner) agrees with the loop references.
 
-The engine picks a path by shape (``_two_stage_pays``); here each path is forced in turn, so
+The engine picks a path by shape (``choose_path``); here each path is forced in turn, so
 both stay covered whatever the heuristic picks.
 """
 
@@ -15,11 +15,14 @@ from unfoldconv import fold, unfold, unfold_transpose
 from unfoldconv._args import make_geometry
 
 PATHS = {
-    "one-stage": lambda input_size, geometry: False,
-    "two-stage": lambda input_size, geometry: geometry.dim >= 2,
+    "direct": lambda input_size, geometry, batch_channels: "direct",
+    "two-stage": lambda input_size, geometry, batch_channels: (
+        "two-stage" if geometry.dim >= 2 else "direct"
+    ),
+    "batch-inner": lambda input_size, geometry, batch_channels: "batch-inner",
 }
 
-# (id, input shape, kwargs); d >= 2 so that the two-stage path applies
+# (id, input shape, kwargs); d >= 2 so that the two-stage path applies, plus 1-d
 CASES = [
     ("2d-k3-p1", (2, 3, 7, 6), {"kernel_size": 3, "padding": 1}),
     ("2d-k3-s2-p1", (2, 3, 9, 8), {"kernel_size": 3, "padding": 1, "stride": 2}),
@@ -33,12 +36,13 @@ CASES = [
     ("2d-k5-s3-p4", (1, 1, 13, 8), {"kernel_size": (5, 3), "stride": (3, 2), "padding": (4, 1)}),
     ("3d-k3-p1-s2", (1, 2, 6, 5, 7), {"kernel_size": 3, "padding": 1, "stride": (2, 1, 2)}),
     ("4d-k2", (1, 1, 4, 3, 4, 3), {"kernel_size": 2, "padding": (1, 0, 1, 0)}),
+    ("1d-k3-s2-p2", (3, 2, 11), {"kernel_size": 3, "stride": 2, "padding": 2}),
 ]
 
 
 @pytest.fixture(params=list(PATHS), ids=list(PATHS))
 def path(request, monkeypatch):
-    monkeypatch.setattr(engine, "_two_stage_pays", PATHS[request.param])
+    monkeypatch.setattr(engine, "choose_path", PATHS[request.param])
     return request.param
 
 
@@ -74,7 +78,7 @@ def test_unfold_transpose_and_its_gradient(path, shape, kwargs):
     (x_grad,) = torch.autograd.grad(out, x, grad)
     torch.testing.assert_close((out * grad).sum(), (x * x_grad).sum())
     with torch.no_grad():
-        engine._two_stage_pays = lambda input_size, geometry: False
+        engine.choose_path = PATHS["direct"]
         assert torch.equal(out, unfold_transpose(x, **kwargs))
 
 

@@ -105,19 +105,31 @@ def _inner_geometry(geometry: Geometry, padded: bool) -> Geometry:
     )
 
 
-def _two_stage_pays(input_size: Sequence[int], geometry: Geometry) -> bool:
-    """Whether the two-stage path (below) beats one strided copy.
+def choose_path(input_size: Sequence[int], geometry: Geometry, batch_channels: int) -> str:
+    """Which of the three gather/scatter strategies suits this shape.
 
-    One strided copy moves rows of ``out[-1]`` elements; torch copies rows shorter than a few
-    cache lines at a fraction of its bandwidth. The two-stage path gathers dims 1.. first (the
-    short rows, over about ``stride[0] / kernel[0]`` of the data) and then moves each kernel row
-    of dim 0 as one contiguous run of ``prod(out)`` elements.
+    - ``"direct"``: one copy of the strided window view. Rows of ``out[-1]`` elements.
+    - ``"two-stage"``: dims 1.. gathered first (short rows over about ``stride[0] /
+      kernel[0]`` of the data), then each kernel row of dim 0 moved as one contiguous run.
+    - ``"batch-inner"``: the input transposed to ``(*spatial, N*C)`` (input-sized), the gather
+      done with rows of ``N*C`` elements, and the columns transposed back with torch's blocked
+      2-d transpose.
+
+    torch copies rows shorter than a few cache lines at a fraction of its bandwidth, so the
+    direct path is best for long rows and the others for short ones.
     """
-    if geometry.dim < 2 or geometry.kernel_size[0] <= geometry.stride[0]:
-        return False
     out_size = geometry.output_size(input_size)
     short_rows = out_size[-1] < 32 or geometry.stride[-1] > 1
-    return short_rows and math.prod(out_size) >= 16
+    if not short_rows or math.prod(out_size) < 16:
+        return "direct"
+    if batch_channels >= BATCH_INNER_MIN:
+        return "batch-inner"
+    if geometry.dim >= 2 and geometry.kernel_size[0] > geometry.stride[0]:
+        return "two-stage"
+    return "direct"
+
+
+BATCH_INNER_MIN = 256  # N*C from which rows of N*C elements beat the other paths
 
 
 def _gather_two_stage(input: torch.Tensor, geometry: Geometry, columns: torch.Tensor) -> None:
@@ -138,6 +150,48 @@ def _gather_two_stage(input: torch.Tensor, geometry: Geometry, columns: torch.Te
             columns[:, :, target].copy_(stage.narrow(row_axis, row, out0))
 
 
+def _batch_inner(tensor: torch.Tensor) -> torch.Tensor:
+    """``(N, C, *spatial) -> (*spatial, N*C)``, contiguous (a blocked 2-d transpose)."""
+    n, c, *spatial = tensor.shape
+    flat = tensor.reshape(n * c, math.prod(spatial))  # (N*C, S)
+    return flat.t().contiguous().view(*spatial, n * c)  # (S, N*C)
+
+
+def _gather_batch_inner(input: torch.Tensor, geometry: Geometry, columns: torch.Tensor) -> None:
+    """``columns (N, C, *kernel, *out)`` gathered with rows of ``N*C`` elements."""
+    n, c, *input_size = input.shape
+    moved = _batch_inner(input)  # (*spatial, NC)
+    if any(lo or hi for lo, hi in geometry.padding):
+        padded_size = [size + lo + hi for size, (lo, hi) in zip(input_size, geometry.padding)]
+        padded = moved.new_zeros((*padded_size, n * c))
+        interior = tuple(
+            slice(lo, lo + size) for size, (lo, _) in zip(input_size, geometry.padding)
+        )
+        padded[interior] = moved
+        moved = padded
+    unpadded = geometry._replace(padding=((0, 0),) * geometry.dim)
+    # the window view wants (N, C, *spatial) axes: (*spatial, NC) seen as (NC, 1, *spatial)
+    view = window_view(moved.movedim(-1, 0).unsqueeze(1), unpadded)  # (NC, 1, *kernel, *out)
+    gathered = moved.new_empty((*view.shape[2:], n * c))  # (*kernel, *out, NC)
+    _copy_windows(gathered.movedim(-1, 0).unsqueeze(1), view, geometry)
+    # (K * L, NC) -> (NC, K * L): blocked 2-d transpose straight into the columns
+    columns.view(n * c, -1).copy_(gathered.view(-1, n * c).t())
+
+
+def _scatter_batch_inner(
+    blocks: torch.Tensor, input_size: Sequence[int], geometry: Geometry
+) -> torch.Tensor:
+    """Fold ``blocks (N, C, *kernel, *out)`` into ``(N, C, *input_size)`` with rows of ``N*C``."""
+    n, c = blocks.shape[:2]
+    moved = _batch_inner(blocks)  # (*kernel, *out, NC)
+    summed = blocks.new_zeros((*input_size, n * c))
+    # the per-offset sum wants (N, C, ...) axes: (..., NC) seen as (NC, 1, ...)
+    _accumulate(summed.movedim(-1, 0).unsqueeze(1), moved.movedim(-1, 0).unsqueeze(1), geometry)
+    output = blocks.new_empty((n, c, *input_size))
+    output.view(n * c, -1).copy_(summed.view(-1, n * c).t())  # blocked 2-d transpose
+    return output
+
+
 def gather(
     input: torch.Tensor, geometry: Geometry, out: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -150,7 +204,10 @@ def gather(
     out_size = geometry.output_size(input_size)
     shape = (n, c, *geometry.kernel_size, *out_size)
     columns = input.new_empty(shape) if out is None else out.view(shape)
-    if _two_stage_pays(input_size, geometry):
+    path = choose_path(input_size, geometry, n * c)
+    if path == "batch-inner":
+        _gather_batch_inner(input, geometry, columns)
+    elif path == "two-stage":
         _gather_two_stage(input, geometry, columns)
     else:
         _copy_windows(columns, window_view(input, geometry), geometry)
@@ -231,8 +288,11 @@ def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry
     c = columns.shape[1] // geometry.kernel_numel
     out_size = geometry.output_size(input_size)
     blocks = columns.reshape(n, c, *geometry.kernel_size, *out_size)  # (N, C, *kernel, *out)
+    path = choose_path(input_size, geometry, n * c)
+    if path == "batch-inner":
+        return _scatter_batch_inner(blocks, input_size, geometry)
     output = columns.new_zeros((n, c, *input_size))
-    if _two_stage_pays(input_size, geometry):
+    if path == "two-stage":
         _scatter_two_stage(blocks, output, geometry)
     else:
         _accumulate(output, blocks, geometry)
