@@ -139,7 +139,7 @@ class CIFAR100DataModule(_TensorDataModule):
         """uint8 ``(B, 3, 32, 32)`` -> augmented (training only), normalised float32."""
         x, y = batch
         x = x.float() / 255.0
-        trainer = self._trainer
+        trainer = self.trainer  # None outside a Trainer
         if self.augment and trainer is not None and trainer.training:
             x = augment.deepobs_augment(x)
         return augment.normalize(x), y
