@@ -4,7 +4,11 @@ Engine: :func:`unfold`, :func:`fold`, :func:`unfold_transpose` and the modules :
 :class:`Fold`, :class:`UnfoldTranspose`, for any number of spatial dims.
 """
 
+from unfoldconv.conv import conv
+from unfoldconv.conv_transpose import conv_transpose
 from unfoldconv.fold import Fold, fold
+from unfoldconv.locally_connected import locally_connected
+from unfoldconv.patch import patchify, unpatchify
 from unfoldconv.unfold import Unfold, unfold
 from unfoldconv.unfold_transpose import UnfoldTranspose, unfold_transpose
 
@@ -12,8 +16,13 @@ __all__ = [
     "Fold",
     "Unfold",
     "UnfoldTranspose",
+    "conv",
+    "conv_transpose",
     "fold",
+    "locally_connected",
+    "patchify",
     "unfold",
     "unfold_transpose",
+    "unpatchify",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,180 @@
+"""``conv_transpose``: an N-d transposed convolution computed through the engine."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from unfoldconv._args import (
+    Geometry,
+    IntOrTuple,
+    as_tuple,
+    check_input_dims,
+    check_tensor,
+    infer_dim,
+    transpose_output_size,
+)
+from unfoldconv._engine import Fold
+from unfoldconv._layer_args import (
+    check_bias,
+    check_divisible,
+    check_groups,
+    check_input_channels,
+    check_same_kind,
+)
+from unfoldconv.unfold_transpose import unfold_transpose
+
+#: Engine routes: "fold" = matmul + fold (the default, measured faster), "unfold" =
+#: unfold_transpose + matmul.
+ROUTES = ("fold", "unfold")
+
+
+def transpose_arguments(
+    weight: torch.Tensor,
+    stride: IntOrTuple,
+    padding: IntOrTuple,
+    output_padding: IntOrTuple,
+    dilation: IntOrTuple,
+) -> tuple[int, tuple[tuple[int, ...], ...]]:
+    """``d`` and the d-tuples ``(kernel_size, stride, padding, output_padding, dilation)``."""
+    if isinstance(padding, str):
+        raise ValueError(
+            f"padding must be an int or a tuple of ints for a transposed convolution "
+            f"(no 'same' / 'valid'), got padding={padding!r}"
+        )
+    sizes = {
+        "stride": stride,
+        "padding": padding,
+        "output_padding": output_padding,
+        "dilation": dilation,
+    }
+    d = infer_dim(sizes, default=weight.dim() - 2)
+    if weight.dim() != d + 2 or d < 1:
+        raise ValueError(
+            f"weight must be (C_in, C_out / groups, *kernel_size) with {max(d, 1)} spatial "
+            f"dim(s) (d is the length of the tuple size arguments, else weight.dim() - 2), got "
+            f"weight of shape {tuple(weight.shape)}"
+        )
+    return d, (
+        tuple(weight.shape[2:]),
+        as_tuple("stride", stride, d, minimum=1),
+        as_tuple("padding", padding, d, minimum=0),
+        as_tuple("output_padding", output_padding, d, minimum=0),
+        as_tuple("dilation", dilation, d, minimum=1),
+    )
+
+
+def _fold_route(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    out_size: tuple[int, ...],
+    kernel_size: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
+) -> torch.Tensor:
+    """matmul + fold: every input pixel spreads ``W^T x`` over its window of the output."""
+    n, c_in, *spatial = input.shape
+    num_blocks = math.prod(spatial)
+    pixels = input.reshape(n, groups, c_in // groups, num_blocks)  # (N, g, C_in/g, L_in)
+    # (C_in, C_out/g, *kernel) -> (g, C_out/g*K, C_in/g)
+    kernels = weight.reshape(groups, c_in // groups, -1).transpose(1, 2)
+    columns = torch.matmul(kernels, pixels)  # (N, g, C_out/g*K, L_in)
+    geometry = Geometry(kernel_size, dilation, tuple((p, p) for p in padding), stride)
+    return Fold.apply(columns.reshape(n, -1, num_blocks), out_size, geometry)
+
+
+def _unfold_route(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    out_size: tuple[int, ...],
+    kernel_size: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    output_padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
+) -> torch.Tensor:
+    """unfold_transpose + matmul: gather the stride-dilated input, one matmul per group."""
+    n, c_in = input.shape[:2]
+    c_out = weight.shape[1] * groups
+    columns = unfold_transpose(input, kernel_size, stride, padding, output_padding, dilation)
+    columns = columns.view(n, groups, -1, columns.shape[-1])  # (N, g, C_in/g*K, L_out)
+    # (C_in, C_out/g, *kernel) -> (g, C_out/g, C_in/g*K)
+    kernels = weight.reshape(groups, c_in // groups, c_out // groups, -1).transpose(1, 2)
+    kernels = kernels.reshape(groups, c_out // groups, -1)
+    output = torch.matmul(kernels, columns)  # (N, g, C_out/g, L_out)
+    return output.reshape(n, c_out, *out_size)
+
+
+def conv_transpose(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    *,
+    route: str = "fold",
+) -> torch.Tensor:
+    """N-d transposed convolution (as ``F.conv_transpose1d/2d/3d``) for any number ``d`` of dims.
+
+    Computed by the engine only, by default as matmul + fold: ``W^T x`` gives every input pixel's
+    contribution to its output window, and :func:`unfoldconv.fold` sums the overlapping windows
+    (deterministically). Its backward is an unfold + matmul. The other route,
+    ``route="unfold"``, gathers :func:`unfoldconv.unfold_transpose` columns of the
+    stride-dilated input and multiplies; it does ``prod(stride)`` times more multiply-adds
+    (most against inserted zeros), so it is only kept for comparison.
+
+    How ``d`` is found: the length of any tuple among the size arguments; with all-int sizes
+    ``d = weight.dim() - 2``.
+
+    Args:
+        input: ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``.
+        weight: ``(C_in, C_out / groups, *kernel_size)`` (torch's transposed layout).
+        bias: ``(C_out,)`` or ``None``.
+        stride, padding, output_padding, dilation: as ``nn.ConvTransposeNd``, ints or d-tuples;
+            ``output_padding`` must be smaller than stride or dilation.
+        groups: independent channel groups.
+        route: ``"fold"`` (default) or ``"unfold"``, see above.
+
+    Shape:
+        - Input: ``(N, C_in, *spatial)`` or ``(C_in, *spatial)``
+        - Output: ``(N, C_out, *out)``, ``out_i = (spatial_i - 1) * stride_i - 2 * padding_i +
+          dilation_i * (kernel_size_i - 1) + output_padding_i + 1``
+
+    Example:
+        >>> x, w = torch.randn(2, 4, 5, 5, 5, 5), torch.randn(4, 3, 2, 2, 2, 2)  # d = 4
+        >>> conv_transpose(x, w, stride=2).shape
+        torch.Size([2, 3, 10, 10, 10, 10])
+    """
+    input = check_tensor("input", input)
+    weight = check_tensor("weight", weight)
+    groups = check_groups(groups)
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}, got route={route!r}")
+    d, (kernel, step, pad, out_pad, dil) = transpose_arguments(
+        weight, stride, padding, output_padding, dilation
+    )
+    batched = check_input_dims(input, d)
+    batch = input if batched else input.unsqueeze(0)
+    check_divisible("weight.shape[0] (C_in)", weight.shape[0], groups)
+    check_input_channels(batch.shape[1], weight.shape[0], "weight.shape[0]")
+    c_out = weight.shape[1] * groups
+    check_bias(bias, (c_out,))
+    check_same_kind(batch, weight, bias)
+    out_size = transpose_output_size(batch.shape[2:], kernel, step, pad, out_pad, dil)
+    # fold covers exactly the input's positions when output_padding < stride in every dim;
+    # output_padding in [stride, dilation) is only reachable by the gather route.
+    fold_fits = all(op < s for op, s in zip(out_pad, step))
+    if route == "fold" and fold_fits:
+        output = _fold_route(batch, weight, out_size, kernel, step, pad, dil, groups)
+    else:
+        output = _unfold_route(batch, weight, out_size, kernel, step, pad, out_pad, dil, groups)
+    if bias is not None:
+        output = output + bias.view(1, c_out, *([1] * d))
+    return output if batched else output.squeeze(0)
