@@ -1,0 +1,153 @@
+"""``ConvTransposeNd`` and ``ConvTranspose1d/2d/3d``: twins of ``nn.ConvTranspose*d``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from unfoldconv._args import IntOrTuple, output_padding_for
+from unfoldconv.conv_transpose import conv_transpose
+from unfoldconv.layers._base import _ConvNd, _NativeTwin
+
+
+class ConvTransposeNd(_NativeTwin, _ConvNd):
+    """N-d transposed convolution layer, ``nn.ConvTranspose2d``'s twin for any ``d``.
+
+    The forward is :func:`unfoldconv.conv_transpose` (matmul + fold through the engine).
+    Parameter names, shapes and initial values under a seed are torch's.
+
+    Args:
+        in_channels, out_channels: channel counts, each divisible by ``groups``.
+        kernel_size, stride, padding, output_padding, dilation: ints or d-tuples
+            (``output_padding`` smaller than stride or dilation).
+        groups, bias: as ``nn.ConvTranspose2d``.
+        padding_mode: only ``"zeros"`` (as torch).
+        device, dtype: factory arguments of the parameters.
+        dim: number of spatial dims; needed when every size is an int.
+
+    Shape:
+        - Input: ``(N, C_in, *spatial)`` or ``(C_in, *spatial)``
+        - Output: ``(N, C_out, *out)``, ``out_i = (spatial_i - 1) * stride_i - 2 * padding_i +
+          dilation_i * (kernel_size_i - 1) + output_padding_i + 1``; ``forward(input,
+          output_size)`` picks ``output_padding`` to reach ``output_size`` instead.
+
+    Attributes:
+        weight: ``(in_channels, out_channels / groups, *kernel_size)``,
+            ``kaiming_uniform_(a=sqrt(5))`` as torch, i.e. ``U(-1/sqrt(fan_in),
+            1/sqrt(fan_in))`` with ``fan_in = out_channels / groups * prod(kernel_size)``.
+        bias: ``(out_channels,)``, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+    Examples:
+        >>> layer = ConvTransposeNd(4, 2, kernel_size=(2, 2, 2, 2), stride=2)
+        >>> layer(torch.randn(1, 4, 3, 3, 3, 3)).shape
+        torch.Size([1, 2, 6, 6, 6, 6])
+    """
+
+    native_classes: ClassVar[dict[int, type[nn.Module]]] = {
+        1: nn.ConvTranspose1d,
+        2: nn.ConvTranspose2d,
+        3: nn.ConvTranspose3d,
+    }
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: IntOrTuple = 0,
+        output_padding: IntOrTuple = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: IntOrTuple = 1,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        dim: int | None = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            True,
+            output_padding,
+            groups,
+            bias,
+            padding_mode,
+            self.fixed_dim if self.fixed_dim is not None else dim,
+            device,
+            dtype,
+        )
+
+    def forward(
+        self, input: torch.Tensor, output_size: Sequence[int] | None = None
+    ) -> torch.Tensor:
+        self.check_input(input)
+        output_padding = self.output_padding
+        if output_size is not None:
+            output_padding = output_padding_for(
+                input.shape[-self.dim :],
+                output_size,
+                self.kernel_size,
+                self.stride,
+                self.padding,
+                self.dilation,
+            )
+        return conv_transpose(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+        )
+
+
+class _FixedDimConvTranspose(ConvTransposeNd):
+    """torch's ``nn.ConvTranspose{d}d`` constructor (no ``dim``); subclasses set ``fixed_dim``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: IntOrTuple = 0,
+        output_padding: IntOrTuple = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: IntOrTuple = 1,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+            bias, dilation, padding_mode, device, dtype,
+        )  # fmt: skip
+
+
+class ConvTranspose1d(_FixedDimConvTranspose):
+    """:class:`ConvTransposeNd` with ``dim=1``: the twin of ``nn.ConvTranspose1d``."""
+
+    fixed_dim = 1
+
+
+class ConvTranspose2d(_FixedDimConvTranspose):
+    """:class:`ConvTransposeNd` with ``dim=2``: the twin of ``nn.ConvTranspose2d``."""
+
+    fixed_dim = 2
+
+
+class ConvTranspose3d(_FixedDimConvTranspose):
+    """:class:`ConvTransposeNd` with ``dim=3``: the twin of ``nn.ConvTranspose3d``."""
+
+    fixed_dim = 3
