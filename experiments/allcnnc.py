@@ -25,17 +25,17 @@ if str(_ROOT) not in sys.path:  # run as a script: make the ``experiments`` pack
 
 def main(argv: list[str] | None = None) -> None:
     """Dispatch ``argv`` (default ``sys.argv[1:]``) to the LightningCLI or the comparison."""
-    argv = sys.argv[1:] if argv is None else list(argv)
     from experiments.cli import SUBCOMMANDS
 
-    if argv and argv[0] in SUBCOMMANDS:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in SUBCOMMANDS:
         from experiments.cli import cli_main
 
-        cli_main(argv)
+        cli_main(argv)  # None: LightningCLI reads sys.argv itself
     else:
         from experiments.compare import main as compare_main
 
-        compare_main(argv)
+        compare_main(args)
 
 
 if __name__ == "__main__":

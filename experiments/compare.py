@@ -67,14 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Offline comparison of All-CNN-C with native and unfoldconv convolutions "
         "on synthetic CIFAR-100-shaped data. For the LightningCLI use a subcommand: "
         "python experiments/allcnnc.py fit --config configs/synthetic.yaml",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["native", "unfold"])
-    p.add_argument("--epochs", type=positive_int, default=3)
-    p.add_argument("--n-train", type=positive_int, default=1024)
-    p.add_argument("--n-val", type=positive_int, default=512)
+    p.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=["native", "unfold"],
+        help="conv implementations to train, in this order",
+    )  # fmt: skip
+    p.add_argument("--epochs", type=positive_int, default=3, help="epochs per variant")
+    p.add_argument("--n-train", type=positive_int, default=1024, help="synthetic train images")
+    p.add_argument("--n-val", type=positive_int, default=512, help="synthetic val images")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds weights, data and its order")
     p.add_argument("--out", type=Path, default=Path("results/allcnnc"), help="results folder")
     p.add_argument("--no-progress-bar", action="store_true")
     p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)  # internal

@@ -70,7 +70,7 @@ class SyntheticCIFAR100DataModule(_TensorDataModule):
         n_val: int = 512,
         n_test: int = 512,
         batch_size: int = 32,
-        signal: float = 4.0,
+        signal: float = 8.0,
         noise: float = 2.0,
         num_workers: int = 0,
         seed: int = 0,

@@ -10,7 +10,7 @@ Any other optimiser or scheduler can be injected through ``optimizer`` / ``lr_sc
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -55,7 +55,7 @@ class LitClassifier(pl.LightningModule):
 
     def __init__(
         self,
-        conv_impl: str = "native",
+        conv_impl: Literal["native", "unfold", "lc"] = "native",
         num_classes: int = 100,
         lr: float = 0.05,
         momentum: float = 0.9,

@@ -43,7 +43,7 @@ def make_synthetic(
     n: int,
     num_classes: int = 100,
     *,
-    signal: float = 4.0,
+    signal: float = 8.0,
     noise: float = 2.0,
     seed: int = 0,
     class_seed: int = 0,

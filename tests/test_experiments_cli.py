@@ -20,18 +20,6 @@ from experiments.cli import cli_main  # noqa: E402
 from experiments.compare import COLUMNS  # noqa: E402
 from experiments.fake_cifar100 import make_archive  # noqa: E402
 
-
-def _layers_landed() -> bool:
-    try:
-        from unfoldconv.layers import Conv2d, LocallyConnected2d  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# TEMPORARY while unfoldconv.layers is being written; to be removed once it lands.
-requires_layers = pytest.mark.skipif(not _layers_landed(), reason="unfoldconv.layers not there yet")
-
 # cli_main(args) under pytest: Lightning warns that sys.argv holds pytest's own arguments.
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
@@ -63,11 +51,7 @@ def test_there_are_all_the_configs():
 
 @pytest.mark.parametrize(
     "config",
-    [
-        pytest.param(c, marks=requires_layers) if c.stem in ("unfold", "lc") else c
-        for c in CONFIGS
-        if c.stem != "ddp_cpu"
-    ],
+    [c for c in CONFIGS if c.stem != "ddp_cpu"],
     ids=lambda c: c.stem,
 )
 def test_fast_dev_run_every_config(config, tmp_path, monkeypatch):
@@ -143,7 +127,6 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert any(r["val_acc"] for r in rows)
 
 
-@requires_layers
 def test_default_run_report(tmp_path):
     out = tmp_path / "results"
     args = ["--variants", "native", "unfold", "lc", "--epochs", "1", "--n-train", "8"]

@@ -17,18 +17,6 @@ from experiments.lit_classifier import LitClassifier, param_groups  # noqa: E402
 from experiments.report import copy_weights  # noqa: E402
 
 
-def _layers_landed() -> bool:
-    try:
-        from unfoldconv.layers import Conv2d, LocallyConnected2d  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# TEMPORARY while unfoldconv.layers is being written; to be removed once it lands.
-requires_layers = pytest.mark.skipif(not _layers_landed(), reason="unfoldconv.layers not there yet")
-
-
 def build(conv_impl: str, seed: int = 0) -> AllCNNC:
     torch.manual_seed(seed)
     return AllCNNC(conv_impl=conv_impl)
@@ -38,8 +26,8 @@ def build(conv_impl: str, seed: int = 0) -> AllCNNC:
     "conv_impl",
     [
         "native",
-        pytest.param("unfold", marks=requires_layers),
-        pytest.param("lc", marks=requires_layers),
+        "unfold",
+        "lc",
     ],
 )
 def test_output_shape_and_deepobs_init(conv_impl):
@@ -72,7 +60,6 @@ def test_layer_shapes():
     assert strides[2] == strides[5] == (2, 2)
 
 
-@requires_layers
 def test_lc_layer_shapes():
     lc = build("lc").weight_layers()[6]
     assert tuple(lc.weight.shape) == (6, 6, 192, 192, 3, 3)
@@ -112,7 +99,7 @@ def test_lit_classifier_bad_arguments(kwargs, match):
         LitClassifier(**kwargs)
 
 
-@pytest.mark.parametrize("conv_impl", ["native", pytest.param("lc", marks=requires_layers)])
+@pytest.mark.parametrize("conv_impl", ["native", "lc"])
 def test_weight_decay_on_weights_only(conv_impl):
     net = build(conv_impl)
     decayed, free = param_groups(net, 5e-4)
@@ -135,7 +122,6 @@ def test_default_optimizer_is_deepobs_sgd():
 # ------------------------------------------------------------------ native vs unfold / lc
 
 
-@requires_layers
 @pytest.mark.parametrize("conv_impl", ["unfold", "lc"])
 def test_same_outputs_at_init(conv_impl):
     native, other = build("native").eval(), build(conv_impl).eval()
@@ -164,7 +150,6 @@ def _losses_after_steps(conv_impl: str, steps: int = 3) -> torch.Tensor:
     return torch.stack(losses)
 
 
-@requires_layers
 def test_same_loss_after_optimizer_steps():
     native, unfold = _losses_after_steps("native"), _losses_after_steps("unfold")
     # Float32 sums in another order (unfold + matmul vs the native kernel) differ by ~1e-7
