@@ -86,8 +86,9 @@ def plain_conv(
     out_size = geometry.output_size(input.shape[2:])
     num_blocks = math.prod(out_size)
     columns = Unfold.apply(input, geometry)  # (N, C*K, L)
-    columns = columns.view(n, groups, -1, num_blocks)  # (N, g, C/g*K, L)
-    kernels = weight.reshape(groups, weight.shape[0] // groups, -1)  # (g, C_out/g, C/g*K)
+    rows = input.shape[1] * geometry.kernel_numel // groups  # C/g*K
+    columns = columns.view(n, groups, rows, num_blocks)  # (N, g, C/g*K, L)
+    kernels = weight.reshape(groups, weight.shape[0] // groups, rows)  # (g, C_out/g, C/g*K)
     output = torch.matmul(kernels, columns)  # (N, g, C_out/g, L)
     output = output.reshape(n, weight.shape[0], *out_size)
     if bias is not None:
@@ -108,10 +109,12 @@ def _conv_gradients(
     go = grad_output.reshape(n, groups, c_out // groups, -1)  # (N, g, C_out/g, L)
     kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
     columns = Unfold.apply(input, geometry)
-    columns = columns.view(n, groups, -1, go.shape[-1])  # (N, g, C/g*K, L)
+    rows = input.shape[1] * geometry.kernel_numel  # C*K
+    columns = columns.view(n, groups, rows // groups, go.shape[-1])  # (N, g, C/g*K, L)
     grad_weight = torch.einsum("ngol,ngkl->gok", go, columns).reshape(weight.shape)
     grad_columns = torch.matmul(kernels.transpose(1, 2), go)  # (N, g, C/g*K, L)
-    grad_input = Fold.apply(grad_columns.reshape(n, -1, go.shape[-1]), input.shape[2:], geometry)
+    grad_columns = grad_columns.reshape(n, rows, go.shape[-1])  # (N, C*K, L)
+    grad_input = Fold.apply(grad_columns, input.shape[2:], geometry)
     return grad_input, grad_weight
 
 

@@ -77,13 +77,15 @@ def _fold_route(
 ) -> torch.Tensor:
     """matmul + fold: every input pixel spreads ``W^T x`` over its window of the output."""
     n, c_in, *spatial = input.shape
+    c_out = weight.shape[1] * groups
     num_blocks = math.prod(spatial)
     pixels = input.reshape(n, groups, c_in // groups, num_blocks)  # (N, g, C_in/g, L_in)
     # (C_in, C_out/g, *kernel) -> (g, C_out/g*K, C_in/g)
     kernels = weight.reshape(groups, c_in // groups, -1).transpose(1, 2)
     columns = torch.matmul(kernels, pixels)  # (N, g, C_out/g*K, L_in)
     geometry = Geometry(kernel_size, dilation, tuple((p, p) for p in padding), stride)
-    return Fold.apply(columns.reshape(n, -1, num_blocks), out_size, geometry)
+    columns = columns.reshape(n, c_out * math.prod(kernel_size), num_blocks)  # (N, C_out*K, L_in)
+    return Fold.apply(columns, out_size, geometry)
 
 
 def _unfold_route(
@@ -101,7 +103,8 @@ def _unfold_route(
     n, c_in = input.shape[:2]
     c_out = weight.shape[1] * groups
     columns = unfold_transpose(input, kernel_size, stride, padding, output_padding, dilation)
-    columns = columns.view(n, groups, -1, columns.shape[-1])  # (N, g, C_in/g*K, L_out)
+    rows = c_in // groups * math.prod(kernel_size)
+    columns = columns.view(n, groups, rows, columns.shape[-1])  # (N, g, C_in/g*K, L_out)
     # (C_in, C_out/g, *kernel) -> (g, C_out/g, C_in/g*K)
     kernels = weight.reshape(groups, c_in // groups, c_out // groups, -1).transpose(1, 2)
     kernels = kernels.reshape(groups, c_out // groups, -1)

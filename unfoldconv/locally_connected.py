@@ -58,7 +58,8 @@ def plain_locally_connected(
     c_out = weight.shape[d]
     columns = Unfold.apply(input, geometry)  # (N, C*K, L)
     # (N, g, C/g*K, L) -> (L, g, N, C/g*K), contiguous so that bmm gets plain matrices
-    columns = columns.view(n, groups, -1, num_blocks).permute(3, 1, 0, 2).contiguous()
+    rows = input.shape[1] * geometry.kernel_numel // groups  # C/g*K
+    columns = columns.view(n, groups, rows, num_blocks).permute(3, 1, 0, 2).contiguous()
     kernels = weight.reshape(num_blocks, groups, c_out // groups, -1)  # (L, g, C_out/g, C/g*K)
     output = torch.matmul(columns, kernels.transpose(2, 3))  # (L, g, N, C_out/g)
     output = output.permute(2, 1, 3, 0).reshape(n, c_out, *out_size)  # -> (N, C_out, *out)
