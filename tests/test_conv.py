@@ -45,7 +45,7 @@ CASES = [
             "dilation": (2, 1, 1),
             "groups": 2,
         },
-    ),  # noqa: E501
+    ),
 ]
 PADDING_MODES = ["zeros", "reflect", "replicate", "circular"]
 
@@ -78,7 +78,7 @@ def _compare(native, ours, x, output_size=None):
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 @pytest.mark.parametrize(
     ("d", "c_in", "c_out", "spatial", "kwargs"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)  # noqa: E501
+)
 def test_layer_matches_torch(d, c_in, c_out, spatial, kwargs, padding_mode):
     native, ours = _layers(d, c_in, c_out, {**kwargs, "padding_mode": padding_mode})
     _compare(native, ours, torch.randn(3, c_in, *spatial, dtype=torch.float64))
@@ -86,7 +86,7 @@ def test_layer_matches_torch(d, c_in, c_out, spatial, kwargs, padding_mode):
 
 @pytest.mark.parametrize(
     ("d", "c_in", "c_out", "spatial", "kwargs"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)  # noqa: E501
+)
 def test_unbatched_and_small_workspace(d, c_in, c_out, spatial, kwargs):
     native, ours = _layers(d, c_in, c_out, kwargs)
     _compare(native, ours, torch.randn(c_in, *spatial, dtype=torch.float64))
@@ -149,7 +149,7 @@ GRAD_CASES = [
 
 @pytest.mark.parametrize(
     ("x_shape", "w_shape", "kwargs"), [c[1:] for c in GRAD_CASES], ids=[c[0] for c in GRAD_CASES]
-)  # noqa: E501
+)
 def test_gradcheck_and_gradgradcheck(x_shape, w_shape, kwargs):
     x = torch.randn(x_shape, dtype=torch.float64, requires_grad=True)
     w = torch.randn(w_shape, dtype=torch.float64, requires_grad=True)
@@ -189,56 +189,56 @@ BAD = [
         "groups",
         lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 2, 3, 3), groups=2),
         "divisible by groups",
-    ),  # noqa: E501
+    ),
     (
         "channels",
         lambda: unfoldconv.conv(torch.randn(1, 5, 5, 5), torch.randn(3, 4, 3, 3)),
         "input must have 4 channels",
-    ),  # noqa: E501
+    ),
     (
         "bias-shape",
         lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), torch.randn(4)),
         "bias must have shape",
-    ),  # noqa: E501
+    ),
     (
         "padding-string",
         lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), padding="full"),
         "padding must be",
-    ),  # noqa: E501
+    ),
     (
         "same-strided",
         lambda: unfoldconv.conv(
             torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), stride=2, padding="same"
         ),
         "stride",
-    ),  # noqa: E501
+    ),
     (
         "tuple-length",
         lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), stride=(1, 1, 1)),
         "weight must be",
-    ),  # noqa: E501
+    ),
     (
         "input-dims",
         lambda: unfoldconv.conv(torch.randn(4, 5), torch.randn(3, 4, 3, 3)),
         "input must be",
-    ),  # noqa: E501
+    ),
     (
         "kernel-too-big",
         lambda: unfoldconv.conv(torch.randn(1, 4, 2, 2), torch.randn(3, 4, 3, 3)),
         "kernel_size",
-    ),  # noqa: E501
+    ),
     (
         "groups-zero",
         lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), groups=0),
         "groups",
-    ),  # noqa: E501
+    ),
     (
         "workspace",
         lambda: unfoldconv.conv(
             torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), workspace_bytes=0
         ),
         "workspace_bytes",
-    ),  # noqa: E501
+    ),
     ("layer-padding-mode", lambda: Conv2d(3, 4, 3, padding_mode="mirror"), "padding_mode"),
     ("layer-groups", lambda: Conv2d(3, 4, 3, groups=2), "in_channels must be divisible"),
     ("layer-same-strided", lambda: Conv2d(3, 4, 3, stride=2, padding="same"), "stride"),
@@ -250,7 +250,7 @@ BAD = [
         "layer-reflect-too-much",
         lambda: Conv1d(1, 1, 3, padding=4, padding_mode="reflect")(torch.randn(1, 1, 3)),
         "reflect",
-    ),  # noqa: E501
+    ),
 ]
 
 
