@@ -170,7 +170,7 @@ class _ConvNd(nn.Module):
         if self.bias is None:
             parts.append("bias=False")
         if self.padding_mode != "zeros":
-            parts.append(f"padding_mode={self.padding_mode!r}")
+            parts.append(f"padding_mode={self.padding_mode}")
         if self.fixed_dim is None:
             parts.append(f"dim={self.dim}")
         return ", ".join(parts)

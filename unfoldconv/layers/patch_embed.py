@@ -96,7 +96,9 @@ class PatchEmbed(nn.Module):
             device=device,
             dtype=dtype,
         )
-        self.norm = norm_layer(embed_dim) if norm_layer is not None else nn.Identity()
+        self.norm = nn.Identity()
+        if norm_layer is not None:  # called as timm calls it, then moved to device / dtype
+            self.norm = norm_layer(embed_dim).to(device=device, dtype=dtype)
         self.img_size = self.grid_size = self.num_patches = None
         if img_size is not None:
             self.img_size = as_tuple("img_size", img_size, d, minimum=1)

@@ -1,0 +1,154 @@
+"""The same contract over every layer: init under a seed, state_dict both ways with the torch
+twin, repr, pickling, device / dtype factory arguments, torch.compile."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+from unfoldconv import layers
+
+# (id, our layer factory, torch twin factory or None, input shape)
+LAYERS = [
+    (
+        "Conv1d",
+        lambda **f: layers.Conv1d(3, 4, 3, padding=1, **f),
+        lambda **f: nn.Conv1d(3, 4, 3, padding=1, **f),
+        (2, 3, 9),
+    ),
+    (
+        "Conv2d",
+        lambda **f: layers.Conv2d(
+            4, 6, 3, stride=2, groups=2, padding_mode="reflect", padding=1, **f
+        ),
+        lambda **f: nn.Conv2d(4, 6, 3, stride=2, groups=2, padding_mode="reflect", padding=1, **f),
+        (2, 4, 8, 8),
+    ),
+    (
+        "Conv3d",
+        lambda **f: layers.Conv3d(2, 3, (1, 2, 3), bias=False, **f),
+        lambda **f: nn.Conv3d(2, 3, (1, 2, 3), bias=False, **f),
+        (1, 2, 4, 5, 6),
+    ),
+    ("ConvNd", lambda **f: layers.ConvNd(2, 3, 2, dim=4, **f), None, (1, 2, 3, 3, 3, 3)),
+    (
+        "ConvTranspose1d",
+        lambda **f: layers.ConvTranspose1d(3, 2, 3, stride=2, **f),
+        lambda **f: nn.ConvTranspose1d(3, 2, 3, stride=2, **f),
+        (2, 3, 5),
+    ),
+    (
+        "ConvTranspose2d",
+        lambda **f: layers.ConvTranspose2d(4, 2, 3, stride=2, output_padding=1, groups=2, **f),
+        lambda **f: nn.ConvTranspose2d(4, 2, 3, stride=2, output_padding=1, groups=2, **f),
+        (2, 4, 4, 4),
+    ),
+    (
+        "ConvTranspose3d",
+        lambda **f: layers.ConvTranspose3d(2, 3, 2, dilation=2, **f),
+        lambda **f: nn.ConvTranspose3d(2, 3, 2, dilation=2, **f),
+        (1, 2, 3, 3, 3),
+    ),
+    (
+        "ConvTransposeNd",
+        lambda **f: layers.ConvTransposeNd(2, 3, (2, 2, 2, 2), **f),
+        None,
+        (1, 2, 2, 2, 2, 2),
+    ),
+    ("LocallyConnected1d", lambda **f: layers.LocallyConnected1d(3, 4, 9, 3, **f), None, (2, 3, 9)),
+    (
+        "LocallyConnected2d",
+        lambda **f: layers.LocallyConnected2d(3, 4, (6, 5), 3, padding=1, **f),
+        None,
+        (2, 3, 6, 5),
+    ),
+    (
+        "LocallyConnected3d",
+        lambda **f: layers.LocallyConnected3d(2, 2, 4, 2, stride=2, **f),
+        None,
+        (1, 2, 4, 4, 4),
+    ),
+    (
+        "PatchEmbed",
+        lambda **f: layers.PatchEmbed(4, 3, 8, norm_layer=nn.LayerNorm, **f),
+        None,
+        (2, 3, 8, 12),
+    ),
+]
+IDS = [c[0] for c in LAYERS]
+TWINS = [c for c in LAYERS if c[2] is not None]
+
+
+@pytest.mark.parametrize(
+    ("make", "make_native", "shape"), [c[1:] for c in TWINS], ids=[c[0] for c in TWINS]
+)
+def test_same_init_and_state_dict_both_ways(make, make_native, shape):
+    torch.manual_seed(1)
+    native = make_native()
+    torch.manual_seed(1)
+    ours = make()
+    for (name, ours_value), (native_name, native_value) in zip(
+        ours.state_dict().items(), native.state_dict().items()
+    ):
+        assert name == native_name
+        assert torch.equal(ours_value, native_value), name
+    x = torch.randn(shape)
+    other = make()  # other random values
+    other.load_state_dict(native.state_dict())
+    # float32: torch's conv kernels and our GEMMs round differently
+    assert_close(other(x), native(x), rtol=1e-5, atol=1e-5)
+    native_again = make_native()
+    native_again.load_state_dict(ours.state_dict())
+    assert_close(native_again(x), ours(x), rtol=1e-5, atol=1e-5)
+    assert repr(ours) == repr(native)
+
+
+@pytest.mark.parametrize(("make", "shape"), [(c[1], c[3]) for c in LAYERS], ids=IDS)
+def test_pickle_and_float64(make, shape):
+    layer = make(dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in layer.parameters())
+    x = torch.randn(shape, dtype=torch.float64)
+    buffer = io.BytesIO()
+    torch.save(layer, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert_close(loaded(x), layer(x))
+    assert_close(pickle.loads(pickle.dumps(layer))(x), layer(x))
+
+
+@pytest.mark.parametrize(("make", "shape"), [(c[1], c[3]) for c in LAYERS], ids=IDS)
+def test_meta_device(make, shape):
+    layer = make(device="meta")
+    assert all(p.device.type == "meta" for p in layer.parameters())
+    layer.to_empty(device="cpu")
+    for module in layer.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    assert layer(torch.randn(shape)).device.type == "cpu"
+
+
+@pytest.mark.parametrize(("make", "shape"), [(c[1], c[3]) for c in LAYERS], ids=IDS)
+def test_backward_reaches_every_parameter(make, shape):
+    layer = make()
+    layer(torch.randn(shape)).square().sum().backward()
+    for name, parameter in layer.named_parameters():
+        assert parameter.grad is not None, name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(("make", "shape"), [(c[1], c[3]) for c in LAYERS], ids=IDS)
+def test_torch_compile_fullgraph(make, shape):
+    torch._dynamo.reset()
+    layer = make()
+    x = torch.randn(shape, requires_grad=True)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    out = compiled(x)
+    # aot_eager runs the same ops: only the op order may differ
+    assert_close(out, layer(x), rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    assert x.grad is not None
