@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `experiments` importable
 
 import unfoldconv
 from experiments.benchmark_core import Case, Factory, run_case, write_reports
+from experiments.benchmark_layers import layer_cases
 
 try:
     import unfoldNd
@@ -168,6 +169,7 @@ def engine_cases(device: torch.device, quick: bool) -> list[Case]:
 
 def all_cases(device: torch.device, quick: bool, only: str | None) -> list[Case]:
     cases = engine_cases(device, quick)
+    cases += layer_cases(device, quick)
     if only:
         cases = [case for case in cases if case.group in only.split(",")]
     return cases
