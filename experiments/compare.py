@@ -5,8 +5,9 @@ trains each variant on the synthetic CIFAR-100-shaped set (same seed, so same in
 weights for native/unfold and the same data order), one after the other, and writes to
 ``--out`` (default ``results/allcnnc/``):
 
-* ``results.csv`` / ``results.md``: per variant the mean training time per epoch
-  (training batches only, validation excluded), peak memory, final training and
+* ``results.csv`` / ``results.md``: per variant the median training time per epoch
+  (training batches only, validation excluded; the median resists a disturbed epoch on a
+  shared machine; ``<variant>/summary.json`` has every epoch's), peak memory, final training and
   validation accuracy, and the largest absolute output difference from native at
   initialisation (eval mode, a fixed batch; for ``lc`` after copying native's weights into
   the locally connected layer, whose own init draws different numbers);
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -160,7 +162,7 @@ def train_variant(args: argparse.Namespace, variant: str) -> dict:
     m = trainer.callback_metrics
     summary = {
         "variant": variant,
-        "time_per_epoch_s": sum(timer.epoch_times) / len(timer.epoch_times),
+        "time_per_epoch_s": statistics.median(timer.epoch_times),
         "epoch_times_s": timer.epoch_times,
         "peak_mem_mib": peak_mib,
         "mem_over_start_mib": peak_mib - start_mib,

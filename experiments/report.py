@@ -70,6 +70,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for i, r in enumerate(rows):
@@ -81,6 +82,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
             ax_acc.plot(*zip(*pts), style, color=f"C{i}", marker="o", label=f"{r['variant']} {key}")
     ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (chance 0.01)")
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax_loss, ax_acc):
         ax.legend()
         ax.grid(alpha=0.3)
@@ -90,7 +92,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
 
 
 def plot_resources(rows: list[dict], path: Path) -> None:
-    """Bars: mean training time per epoch and peak memory, per variant."""
+    """Bars: median training time per epoch and peak memory, per variant."""
     import matplotlib
 
     matplotlib.use("Agg")
