@@ -1,14 +1,15 @@
 """Convolution as unfold + matmul, gathered in bounded batch chunks into one reused workspace.
 
-Why chunks: the columns of a whole batch are ``K`` times the input. Building them at once costs a
-fresh, page-faulted buffer on every call, and autograd would keep it alive until backward. Here
-the forward keeps only the input; it gathers ``chunk`` samples at a time into a workspace of at
-most :data:`DEFAULT_WORKSPACE_BYTES` (or the caller's ``workspace_bytes``, or the block of a
-``with workspace(num_bytes):``), multiplies, and
-reuses the same workspace for the next chunk. Backward gathers each chunk again (for the weight
-gradient) and reuses the workspace once more for the input gradient's columns, which it folds
+Why chunks: the columns of a whole batch are ``K`` times the input. Building them at once costs
+a fresh, page-faulted buffer on every call, and autograd would keep it alive until backward.
+Here the forward keeps only the input; it gathers ``chunk`` samples at a time into a workspace
+of at most :data:`DEFAULT_WORKSPACE_BYTES` (or the caller's ``workspace_bytes``, or the block of
+a ``with workspace(num_bytes):``), multiplies, and reuses the same workspace for the next chunk.
+Backward gathers each chunk again (for the weight gradient: the columns are copied sample-inner
+into a second workspace of the same size, so that one GEMM per chunk contracts over samples and
+positions) and reuses the workspace once more for the input gradient's columns, which it folds
 back (``scatter``). The workspace stays in cache, and the peak memory of forward + backward is
-the input, the output, their gradients and one workspace.
+the input, the output, their gradients and two workspaces.
 
 When backward itself must be differentiable (``create_graph=True``, so ``torch.is_grad_enabled``
 inside backward) it takes the plain path of differentiable engine ops instead, so every order of
@@ -185,6 +186,7 @@ class ChunkedConv(torch.autograd.Function):
         kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
         chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget)
         workspace = input.new_empty(chunk * rows * num_blocks)
+        transposed = input.new_empty(workspace.numel()) if need_weight else None
         grad_input = input.new_empty(input.shape) if need_input else None
         grad_weight = weight.new_zeros(kernels.shape) if need_weight else None
         for start, stop in batch_chunks(n, chunk):
@@ -192,10 +194,21 @@ class ChunkedConv(torch.autograd.Function):
             buffer = workspace[: size * rows * num_blocks]
             if need_weight:
                 columns = gather(input[start:stop], geometry, out=buffer)
-                columns = columns.view(size, groups, rows // groups, num_blocks)
-                for sample in range(size):
-                    # (g, C_out/g, L) @ (g, L, C/g*K) summed into (g, C_out/g, C/g*K)
-                    grad_weight.baddbmm_(go[start + sample], columns[sample].transpose(1, 2))
+                # one GEMM per chunk, contracting over (sample, position): lay both operands out
+                # sample-inner, the columns in a second reused workspace
+                # (n, g, C/g*K, L) -> (g, C/g*K, n, L)
+                by_row = transposed[: size * rows * num_blocks].view(
+                    groups, rows // groups, size, num_blocks
+                )
+                by_row.copy_(
+                    columns.view(size, groups, rows // groups, num_blocks).permute(1, 2, 0, 3)
+                )
+                # (n, g, C_out/g, L) -> (g, C_out/g, n*L)
+                go_rows = go[start:stop].permute(1, 2, 0, 3).reshape(groups, -1, size * num_blocks)
+                # (g, C_out/g, n*L) @ (g, n*L, C/g*K) summed into (g, C_out/g, C/g*K)
+                grad_weight.baddbmm_(
+                    go_rows, by_row.view(groups, rows // groups, size * num_blocks).transpose(1, 2)
+                )
             if need_input:
                 grad_columns = buffer.view(size, groups, rows // groups, num_blocks)
                 torch.matmul(kernels.transpose(1, 2), go[start:stop], out=grad_columns)
