@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--epochs", type=positive_int, default=3, help="epochs per variant")
     p.add_argument("--n-train", type=positive_int, default=1024, help="synthetic train images")
-    p.add_argument("--n-val", type=positive_int, default=512, help="synthetic val images")
+    p.add_argument("--n-val", type=positive_int, default=256, help="synthetic val images")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0, help="seeds weights, data and its order")
