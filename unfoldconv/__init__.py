@@ -4,6 +4,7 @@ Engine: :func:`unfold`, :func:`fold`, :func:`unfold_transpose` and the modules :
 :class:`Fold`, :class:`UnfoldTranspose`, for any number of spatial dims.
 """
 
+from unfoldconv._chunked import workspace
 from unfoldconv.conv import conv
 from unfoldconv.conv_transpose import conv_transpose
 from unfoldconv.fold import Fold, fold
@@ -24,5 +25,6 @@ __all__ = [
     "unfold",
     "unfold_transpose",
     "unpatchify",
+    "workspace",
 ]
 __version__ = "0.1.0"
