@@ -5,6 +5,7 @@ Run::
     python experiments/benchmark.py                 # CPU, full (several minutes)
     python experiments/benchmark.py --device cuda   # on a GPU
     python experiments/benchmark.py --quick         # smoke run: tiny shapes, seconds
+    python experiments/benchmark.py --batches 32 --only unfold,fold,Conv2d
 
 Writes ``benchmark.csv`` (one row per case, mode, implementation), ``benchmark.md`` (ratios;
 < 1 means ours is faster) and ``benchmark.png`` to ``--out`` (default
@@ -97,6 +98,7 @@ def window_cases(
     padding: int,
     device: torch.device,
     dtype: torch.dtype = torch.float32,
+    transpose: bool = True,
 ) -> list[Case]:
     """unfold and fold cases for one input shape ``(N, C, *spatial)``."""
     d = len(shape) - 2
@@ -142,21 +144,34 @@ def window_cases(
         )
     transpose_numel = unfoldconv.unfold_transpose(make_x(), **transpose_kw).numel()
     transpose_impls["floor"] = floor_factory(transpose_numel, device, dtype)
-    return [
+    cases = [
         Case("unfold", label, "unfoldconv", unfold_impls),
         Case("fold", label, "unfoldconv", fold_impls),
-        Case("unfold_transpose", label, "unfoldconv", transpose_impls),
     ]
+    if transpose:
+        cases.append(Case("unfold_transpose", label, "unfoldconv", transpose_impls))
+    return cases
 
 
-def engine_cases(device: torch.device, quick: bool) -> list[Case]:
+def engine_cases(device: torch.device, quick: bool, batches: tuple[int, ...]) -> list[Case]:
+    """The engine ops on the All-CNN-C shapes and on 3-d / 4-d inputs.
+
+    ``unfold_transpose`` runs at the smallest batch only: at batch 256 unfoldNd's one-hot
+    transposed convolution takes minutes per call on 2 cores.
+    """
     cases = []
-    batches = (2,) if quick else (32, 256)
+    batches = (2,) if quick else batches
     shapes = ALLCNNC_SHAPES[-2:] if quick else ALLCNNC_SHAPES
     for batch in batches:
         for name, channels, size, kernel, stride, padding in shapes:
             cases += window_cases(
-                f"{name} b{batch}", (batch, channels, size, size), kernel, stride, padding, device
+                f"{name} b{batch}",
+                (batch, channels, size, size),
+                kernel,
+                stride,
+                padding,
+                device,
+                transpose=batch == min(batches),
             )
     if quick:
         cases += window_cases("3d", (1, 2, 6, 6, 6), 3, 1, 1, device)
@@ -167,9 +182,11 @@ def engine_cases(device: torch.device, quick: bool) -> list[Case]:
     return cases
 
 
-def all_cases(device: torch.device, quick: bool, only: str | None) -> list[Case]:
-    cases = engine_cases(device, quick)
-    cases += layer_cases(device, quick)
+def all_cases(
+    device: torch.device, quick: bool, only: str | None, batches: tuple[int, ...] = (32, 256)
+) -> list[Case]:
+    cases = engine_cases(device, quick, batches)
+    cases += layer_cases(device, quick, batches)
     if only:
         cases = [case for case in cases if case.group in only.split(",")]
     return cases
@@ -182,6 +199,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="report folder")
     parser.add_argument("--only", default=None, help="comma-separated groups, e.g. unfold,fold")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument(
+        "--batches", type=int, nargs="+", default=[32, 256], help="All-CNN-C batch sizes"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     return parser.parse_args(argv)
 
@@ -198,7 +218,9 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     out_dir = args.out or Path("results") / "benchmark" / args.device
     min_run_time = 0.01 if args.quick else 0.3
     rows = []
-    cases = all_cases(device, args.quick, args.only)
+    if any(batch < 1 for batch in args.batches):
+        raise SystemExit(f"--batches must be positive, got {args.batches}")
+    cases = all_cases(device, args.quick, args.only, tuple(args.batches))
     for index, case in enumerate(cases, 1):
         print(f"[{index}/{len(cases)}] {case.group}: {case.name}", flush=True)
         rows += run_case(case, device, min_run_time, args.threads, memory=not args.no_memory)

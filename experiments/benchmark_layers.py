@@ -195,8 +195,10 @@ def patch_embed_case(name, batch, spatial, patch, embed_dim, device) -> Case:
     )
 
 
-def layer_cases(device: torch.device, quick: bool) -> list[Case]:
-    """Every layer case; ``quick``: tiny shapes only (a smoke run)."""
+def layer_cases(
+    device: torch.device, quick: bool, batches: tuple[int, ...] = (32, 256)
+) -> list[Case]:
+    """Every layer case; ``quick``: tiny shapes only (a smoke run); Conv2d at ``batches``."""
     if quick:
         return [
             conv2d_case("conv7", 2, 8, 8, 6, 3, 1, 0, device),
@@ -209,7 +211,7 @@ def layer_cases(device: torch.device, quick: bool) -> list[Case]:
         ]
     cases = [
         conv2d_case(name, batch, c_in, c_out, size, kernel, stride, padding, device)
-        for batch in (32, 256)
+        for batch in batches
         for name, c_in, c_out, size, kernel, stride, padding in ALLCNNC_LAYERS
     ]
     cases.append(locally_connected_case("conv7", 32, 192, 192, 8, 3, device))
