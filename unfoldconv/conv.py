@@ -67,7 +67,10 @@ def conv_batch(
         num_blocks = math.prod(spatial)
         columns = input.reshape(n, groups, channels // groups, num_blocks)  # (N, g, C/g, L)
         kernels = weight.reshape(groups, c_out // groups, channels // groups)  # (g, C_out/g, C/g)
-        output = torch.matmul(kernels, columns).reshape(n, c_out, *spatial)  # (N, C_out, *spatial)
+        # einsum, not a broadcast matmul: the weight gradient of a broadcast matmul is built per
+        # sample, (N, g, C_out/g, C/g), before it is summed (1.6x native's peak at batch 256)
+        output = torch.einsum("goc,ngcl->ngol", kernels, columns)
+        output = output.reshape(n, c_out, *spatial)  # (N, g, C_out/g, L) -> (N, C_out, *spatial)
         if bias is not None:
             output = output + bias.view(1, c_out, *([1] * len(spatial)))
         return output
