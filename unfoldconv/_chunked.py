@@ -43,8 +43,12 @@ def workspace(num_bytes: int) -> Iterator[None]:
     """Context manager: use ``num_bytes`` as the default chunk workspace inside the block.
 
     Example:
-        >>> with workspace(4 * 2**20):  # smaller chunks, less memory
-        ...     y = conv(x, w, padding=1)
+        >>> import torch, unfoldconv
+        >>> x, w = torch.randn(8, 3, 16, 16), torch.randn(4, 3, 3, 3)
+        >>> with unfoldconv.workspace(4 * 2**20):  # smaller chunks, less memory
+        ...     y = unfoldconv.conv(x, w, padding=1)
+        >>> y.shape
+        torch.Size([8, 4, 16, 16])
     """
     check_workspace_bytes(num_bytes)
     previous = _workspace_bytes[0]

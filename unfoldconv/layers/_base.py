@@ -206,6 +206,8 @@ class _NativeTwin:
         """The layer of this class equal to torch's ``module``, sharing its parameters.
 
         Example:
+            >>> import torch
+            >>> from unfoldconv.layers import Conv2d
             >>> Conv2d.from_native(torch.nn.Conv2d(3, 8, 3, padding=1))
             Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
         """

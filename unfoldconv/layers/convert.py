@@ -41,6 +41,7 @@ def convert(model: nn.Module, to: str = "unfold") -> nn.Module:
     in place, and returned (a conv layer passed as ``model`` is returned converted).
 
     Example:
+        >>> import torch
         >>> model = convert(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()))
         >>> type(model[0]).__module__
         'unfoldconv.layers.conv'
