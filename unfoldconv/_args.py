@@ -80,6 +80,17 @@ def infer_dim(sizes: Mapping[str, object], default: int) -> int:
     return default
 
 
+def input_dim(input: torch.Tensor, sizes: Mapping[str, object]) -> int:
+    """``d`` for an unfold-like op: from the sequence sizes, else ``input.dim() - 2`` (>= 1)."""
+    d = infer_dim(sizes, default=input.dim() - 2)
+    if d < 1:
+        raise ValueError(
+            f"input must be (N, C, *spatial) with at least one spatial dim when every size is "
+            f"an int, got input of shape {tuple(input.shape)}"
+        )
+    return d
+
+
 def as_tuple(name: str, value: object, d: int, minimum: int) -> tuple[int, ...]:
     """``value`` (an int or a d-sequence of ints) as a d-tuple, each entry ``>= minimum``."""
     if _is_int(value):

@@ -12,6 +12,7 @@ from unfoldconv._args import (
     check_tensor,
     check_window_fits,
     infer_dim,
+    input_dim,
     make_geometry,
 )
 from unfoldconv._engine import Unfold as _UnfoldFunction
@@ -59,12 +60,7 @@ def unfold(
     """
     input = check_tensor("input", input)
     sizes = {"kernel_size": kernel_size, "dilation": dilation, "padding": padding, "stride": stride}
-    d = infer_dim(sizes, default=input.dim() - 2)
-    if d < 1:
-        raise ValueError(
-            f"input must be (N, C, *spatial) with at least one spatial dim when every size is "
-            f"an int, got input of shape {tuple(input.shape)}"
-        )
+    d = input_dim(input, sizes)
     geometry = make_geometry(d, kernel_size, dilation, padding, stride)
     batched = check_input_dims(input, d)
     batch = input if batched else input.unsqueeze(0)

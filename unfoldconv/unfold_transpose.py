@@ -14,6 +14,7 @@ from unfoldconv._args import (
     check_input_dims,
     check_tensor,
     infer_dim,
+    input_dim,
     output_padding_for,
     transpose_output_size,
 )
@@ -90,12 +91,7 @@ def unfold_transpose(
         "output_padding": output_padding,
         "dilation": dilation,
     }
-    d = infer_dim(sizes, default=input.dim() - 2)
-    if d < 1:
-        raise ValueError(
-            f"input must be (N, C, *spatial) with at least one spatial dim when every size is "
-            f"an int, got input of shape {tuple(input.shape)}"
-        )
+    d = input_dim(input, sizes)
     kernel, step, pad, out_pad, dil = _transpose_arguments(
         d, kernel_size, stride, padding, output_padding, dilation
     )
