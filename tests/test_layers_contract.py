@@ -92,6 +92,7 @@ def test_same_init_and_state_dict_both_ways(make, make_native, shape):
     native = make_native()
     torch.manual_seed(1)
     ours = make()
+    assert list(ours.state_dict()) == list(native.state_dict())
     for (name, ours_value), (native_name, native_value) in zip(
         ours.state_dict().items(), native.state_dict().items()
     ):

@@ -8,6 +8,7 @@ argument, the value received and what was expected. Nothing below this module re
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Union
 
@@ -52,7 +53,8 @@ class Geometry(NamedTuple):
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An int, a NumPy integer or any other ``numbers.Integral``, but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def infer_dim(sizes: Mapping[str, object], default: int) -> int:
@@ -94,7 +96,7 @@ def input_dim(input: torch.Tensor, sizes: Mapping[str, object]) -> int:
 def as_tuple(name: str, value: object, d: int, minimum: int) -> tuple[int, ...]:
     """``value`` (an int or a d-sequence of ints) as a d-tuple, each entry ``>= minimum``."""
     if _is_int(value):
-        result = (value,) * d
+        result = (int(value),) * d
     elif isinstance(value, Sequence) and not isinstance(value, str):
         if not all(_is_int(v) for v in value):
             raise TypeError(f"{name} must be an int or a tuple of ints, got {name}={value!r}")
@@ -103,7 +105,7 @@ def as_tuple(name: str, value: object, d: int, minimum: int) -> tuple[int, ...]:
                 f"{name} must be an int or a tuple of {d} ints (one per spatial dim), "
                 f"got {name}={tuple(value)!r}"
             )
-        result = tuple(value)
+        result = tuple(int(v) for v in value)
     else:
         raise TypeError(
             f"{name} must be an int or a tuple of ints, got {name}={value!r} "
@@ -244,11 +246,12 @@ def output_padding_for(
     """
     d = len(kernel_size)
     requested = [int(v) for v in output_size]
-    if len(requested) == d + 2:
-        requested = requested[2:]
+    if len(requested) in (d + 1, d + 2):  # with the (C,) or (N, C) dims, as torch allows
+        requested = requested[-d:]
     if len(requested) != d:
         raise ValueError(
-            f"output_size must have {d} or {d + 2} entries, got output_size={tuple(output_size)}"
+            f"output_size must have {d}, {d + 1} or {d + 2} entries, got output_size="
+            f"{tuple(output_size)}"
         )
     padding_out = []
     for axis, (size, want, k, s, p, dil) in enumerate(

@@ -8,7 +8,8 @@ and non-zero ``padding_mode`` padding for any number of spatial dims. Every chec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -52,6 +53,52 @@ def check_bias(bias: torch.Tensor | None, shape: Sequence[int]) -> None:
         raise ValueError(
             f"bias must have shape {tuple(shape)}, got bias of shape {tuple(bias.shape)}"
         )
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has no device_type argument
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype:
+    try:
+        return torch.get_autocast_dtype(device_type)
+    except AttributeError:  # torch < 2.4
+        if device_type == "cpu":
+            return torch.get_autocast_cpu_dtype()
+        return torch.get_autocast_gpu_dtype()
+
+
+def follows_autocast(function: Callable) -> Callable:
+    """Make a ``(input, weight, bias, ...)`` op behave like torch's convs under autocast.
+
+    Inside ``torch.autocast``, torch's convolutions cast floating inputs (not float64) to the
+    autocast dtype and compute in it. This wrapper does the same cast, then runs ``function``
+    with autocast off, so the engine and its matmuls see one dtype throughout.
+    """
+
+    @functools.wraps(function)
+    def wrapper(input, weight, bias=None, *args, **kwargs):
+        if not isinstance(input, torch.Tensor) or not _autocast_enabled(input.device.type):
+            return function(input, weight, bias, *args, **kwargs)
+        dtype = _autocast_dtype(input.device.type)
+
+        def cast(tensor):
+            eligible = (
+                isinstance(tensor, torch.Tensor)
+                and tensor.is_floating_point()
+                and tensor.dtype != torch.float64
+            )
+            return tensor.to(dtype) if eligible else tensor
+
+        with torch.autocast(input.device.type, enabled=False):
+            return function(cast(input), cast(weight), cast(bias), *args, **kwargs)
+
+    return wrapper
 
 
 def check_same_kind(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:

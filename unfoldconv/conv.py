@@ -23,6 +23,7 @@ from unfoldconv._layer_args import (
     check_groups,
     check_input_channels,
     check_same_kind,
+    follows_autocast,
 )
 
 
@@ -79,6 +80,7 @@ def conv_batch(
     return ChunkedConv.apply(input, weight, bias, geometry, groups, workspace_bytes)
 
 
+@follows_autocast
 def conv(
     input: torch.Tensor,
     weight: torch.Tensor,

@@ -22,6 +22,7 @@ from unfoldconv._layer_args import (
     check_groups,
     check_input_channels,
     check_same_kind,
+    follows_autocast,
 )
 from unfoldconv.unfold_transpose import unfold_transpose
 
@@ -112,6 +113,7 @@ def _unfold_route(
     return output.reshape(n, c_out, *out_size)
 
 
+@follows_autocast
 def conv_transpose(
     input: torch.Tensor,
     weight: torch.Tensor,

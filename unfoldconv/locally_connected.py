@@ -24,6 +24,7 @@ from unfoldconv._layer_args import (
     check_groups,
     check_input_channels,
     check_same_kind,
+    follows_autocast,
 )
 
 
@@ -199,6 +200,7 @@ def locally_connected_batch(
     return ChunkedLocallyConnected.apply(input, weight, bias, geometry, groups, workspace_bytes)
 
 
+@follows_autocast
 def locally_connected(
     input: torch.Tensor,
     weight: torch.Tensor,

@@ -160,7 +160,7 @@ class _ConvNd(nn.Module):
         parts = [f"{self.in_channels}, {self.out_channels}", f"kernel_size={self.kernel_size}"]
         parts.append(f"stride={self.stride}")
         if self.padding != (0,) * self.dim:
-            parts.append(f"padding={self.padding!r}")
+            parts.append(f"padding={self.padding}")  # torch: padding=same, unquoted
         if self.dilation != (1,) * self.dim:
             parts.append(f"dilation={self.dilation}")
         if self.output_padding != (0,) * self.dim:

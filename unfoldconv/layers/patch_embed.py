@@ -74,6 +74,8 @@ class PatchEmbed(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
+            raise ValueError(f"dim must be a positive int or None, got dim={dim!r}")
         sizes = {"patch_size": patch_size, "padding": padding}
         if stride is not None:
             sizes["stride"] = stride
