@@ -4,6 +4,7 @@ Engine: :func:`unfold`, :func:`fold`, :func:`unfold_transpose` and the modules :
 :class:`Fold`, :class:`UnfoldTranspose`, for any number of spatial dims.
 """
 
+from unfoldconv._backend import backend
 from unfoldconv._chunked import workspace
 from unfoldconv.conv import conv
 from unfoldconv.conv_transpose import conv_transpose
@@ -17,6 +18,7 @@ __all__ = [
     "Fold",
     "Unfold",
     "UnfoldTranspose",
+    "backend",
     "conv",
     "conv_transpose",
     "fold",
