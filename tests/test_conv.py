@@ -9,7 +9,7 @@ from torch import nn
 from torch.testing import assert_close
 
 import unfoldconv
-from unfoldconv._chunked import workspace
+from unfoldconv import workspace
 from unfoldconv.layers import Conv1d, Conv2d, Conv3d, ConvNd
 
 TORCH_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}

@@ -5,7 +5,7 @@ Engine: :func:`unfold`, :func:`fold`, :func:`unfold_transpose` and the modules :
 """
 
 from unfoldconv._backend import backend
-from unfoldconv._chunked import workspace
+from unfoldconv.memory import workspace
 from unfoldconv.conv import conv
 from unfoldconv.conv_transpose import conv_transpose
 from unfoldconv.fold import Fold, fold

@@ -1,60 +1,72 @@
-"""Argument normalisation for every op: the one place that turns user sizes into d-tuples.
+"""Argument checks: the one module that writes an argument error.
 
-Every public function hands its raw arguments to the helpers here, which either return plain
-tuples of ints (what the engine sees) or raise a ``ValueError`` / ``TypeError`` naming the
-argument, the value received and what was expected. Nothing below this module re-checks.
+Every public function and every layer constructor hands its raw arguments to the helpers here,
+which either return plain ints / tuples of ints (what the engine sees) or raise. The wording is
+the same everywhere: a wrong *type* is a ``TypeError``, a wrong *value* a ``ValueError``, and the
+message reads ``"<name> must be <what was expected>, got <name>=<value received>"``. Integers
+are anything ``numbers.Integral`` but ``bool`` (so NumPy integers work, as in torch).
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple, Union
+from typing import Union
 
 import torch
+
+from unfoldconv._geometry import Geometry, transposed_output_size, transposed_size_range
 
 IntOrTuple = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int], str]
 
-PADDING_STRINGS = ("valid", "same")
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-class Geometry(NamedTuple):
-    """Everything the engine needs to know about a sliding window, as d-tuples.
-
-    ``padding`` holds ``(before, after)`` per spatial dim, so asymmetric ``"same"`` padding and
-    the stride-dilated input of a transposed convolution share one code path. ``flip`` reverses
-    the kernel offsets (the layout ``unfold_transpose`` needs).
-    """
-
-    kernel_size: tuple[int, ...]
-    dilation: tuple[int, ...]
-    padding: tuple[tuple[int, int], ...]
-    stride: tuple[int, ...]
-    flip: bool = False
-
-    @property
-    def dim(self) -> int:
-        return len(self.kernel_size)
-
-    @property
-    def kernel_numel(self) -> int:
-        return math.prod(self.kernel_size)
-
-    def output_size(self, input_size: Sequence[int]) -> tuple[int, ...]:
-        """Number of window positions along each spatial dim (torch's conv formula)."""
-        return tuple(
-            (size + lo + hi - dil * (k - 1) - 1) // s + 1
-            for size, (lo, hi), dil, k, s in zip(
-                input_size, self.padding, self.dilation, self.kernel_size, self.stride
-            )
-        )
-
-
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     """An int, a NumPy integer or any other ``numbers.Integral``, but not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _bound(minimum: int) -> str:
+    return "positive" if minimum == 1 else f">= {minimum}"
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``; ``TypeError`` if it is no integer."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {name}={value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be {_bound(minimum)}, got {name}={value!r}")
+    return int(value)
+
+
+def check_optional_int(name: str, value: object, minimum: int = 1) -> int | None:
+    """``None`` or :func:`check_int`."""
+    if value is None:
+        return None
+    if not is_int(value):
+        raise TypeError(
+            f"{name} must be an int or None, got {name}={value!r} ({type(value).__name__})"
+        )
+    return check_int(name, value, minimum)
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {name}={value!r}")
+    return value
+
+
+def check_tensor(name: str, value: object) -> torch.Tensor:
+    """``value`` if it is a tensor."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+# -- sizes ---------------------------------------------------------------------------------------
 
 
 def infer_dim(sizes: Mapping[str, object], default: int) -> int:
@@ -82,6 +94,25 @@ def infer_dim(sizes: Mapping[str, object], default: int) -> int:
     return default
 
 
+def layer_dim(
+    sizes: Mapping[str, object], dim: object, owner: str, default: int | None = None
+) -> int:
+    """``d`` of a layer: from the tuple sizes, else ``dim``, else ``default``; sizes and ``dim``
+    must agree when both are given."""
+    dim = check_optional_int("dim", dim)
+    fallback = dim if dim is not None else default
+    d = infer_dim(sizes, default=fallback if fallback is not None else 0)
+    listed = ", ".join(f"{name}={value!r}" for name, value in sizes.items())
+    if d == 0:
+        raise ValueError(
+            f"{owner} needs dim (the number of spatial dims) when every size argument is an "
+            f"int, got dim=None with {listed}"
+        )
+    if dim is not None and d != dim:
+        raise ValueError(f"size arguments of length {d} do not match dim={dim} ({listed})")
+    return d
+
+
 def input_dim(input: torch.Tensor, sizes: Mapping[str, object]) -> int:
     """``d`` for an unfold-like op: from the sequence sizes, else ``input.dim() - 2`` (>= 1)."""
     d = infer_dim(sizes, default=input.dim() - 2)
@@ -95,10 +126,10 @@ def input_dim(input: torch.Tensor, sizes: Mapping[str, object]) -> int:
 
 def as_tuple(name: str, value: object, d: int, minimum: int) -> tuple[int, ...]:
     """``value`` (an int or a d-sequence of ints) as a d-tuple, each entry ``>= minimum``."""
-    if _is_int(value):
+    if is_int(value):
         result = (int(value),) * d
     elif isinstance(value, Sequence) and not isinstance(value, str):
-        if not all(_is_int(v) for v in value):
+        if not all(is_int(v) for v in value):
             raise TypeError(f"{name} must be an int or a tuple of ints, got {name}={value!r}")
         if len(value) != d:
             raise ValueError(
@@ -112,9 +143,8 @@ def as_tuple(name: str, value: object, d: int, minimum: int) -> tuple[int, ...]:
             f"({type(value).__name__})"
         )
     if any(v < minimum for v in result):
-        expected = "positive" if minimum == 1 else f">= {minimum}"
-        shown = value if _is_int(value) else result
-        raise ValueError(f"{name} must be {expected}, got {name}={shown!r}")
+        shown = value if is_int(value) else result
+        raise ValueError(f"{name} must be {_bound(minimum)}, got {name}={shown!r}")
     return result
 
 
@@ -160,10 +190,97 @@ def make_geometry(
     return Geometry(kernel, dil, pad, step, flip)
 
 
-def check_tensor(name: str, value: object) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    return value
+def check_transposed_padding(padding: object) -> None:
+    """A transposed op takes int / tuple padding only: ``"same"`` / ``"valid"`` are refused."""
+    if isinstance(padding, str):
+        raise TypeError(
+            f"padding must be an int or a tuple of ints for a transposed op ('same' and 'valid' "
+            f"are for convolutions), got padding={padding!r}"
+        )
+
+
+def transposed_arguments(
+    d: int,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple,
+    padding: IntOrTuple,
+    output_padding: IntOrTuple,
+    dilation: IntOrTuple,
+) -> tuple[tuple[int, ...], ...]:
+    """``(kernel_size, stride, padding, output_padding, dilation)`` of a transposed op as d-tuples.
+
+    ``output_padding`` must be smaller than stride or dilation in every dim (as torch).
+    """
+    check_transposed_padding(padding)
+    kernel = as_tuple("kernel_size", kernel_size, d, minimum=1)
+    step = as_tuple("stride", stride, d, minimum=1)
+    pad = as_tuple("padding", padding, d, minimum=0)
+    out_pad = as_tuple("output_padding", output_padding, d, minimum=0)
+    dil = as_tuple("dilation", dilation, d, minimum=1)
+    for op, s, dl in zip(out_pad, step, dil):
+        if op >= max(s, dl):
+            raise ValueError(
+                f"output_padding must be smaller than stride or dilation in every dim, got "
+                f"output_padding={out_pad}, stride={step}, dilation={dil}"
+            )
+    return kernel, step, pad, out_pad, dil
+
+
+def checked_transposed_output_size(
+    input_size: Sequence[int],
+    kernel_size: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    output_padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> tuple[int, ...]:
+    """:func:`~unfoldconv._geometry.transposed_output_size`, refused if any entry is < 1."""
+    sizes = transposed_output_size(
+        input_size, kernel_size, stride, padding, output_padding, dilation
+    )
+    if any(size < 1 for size in sizes):
+        raise ValueError(
+            f"a transposed convolution of input spatial size {tuple(input_size)} with "
+            f"kernel_size={kernel_size}, stride={stride}, padding={padding}, "
+            f"output_padding={output_padding}, dilation={dilation} has output size {sizes}; "
+            f"every entry must be positive (padding too large?)"
+        )
+    return sizes
+
+
+def output_padding_for(
+    input_size: Sequence[int],
+    output_size: Sequence[int],
+    kernel_size: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> tuple[int, ...]:
+    """The ``output_padding`` that makes a transposed convolution produce ``output_size``.
+
+    ``output_size`` may also carry the leading ``(N, C)`` or ``(C,)`` dims, as torch allows.
+    """
+    d = len(kernel_size)
+    requested = [int(v) for v in output_size]
+    if len(requested) in (d + 1, d + 2):
+        requested = requested[-d:]
+    if len(requested) != d:
+        raise ValueError(
+            f"output_size must have {d}, {d + 1} or {d + 2} entries, got output_size="
+            f"{tuple(output_size)}"
+        )
+    ranges = transposed_size_range(input_size, kernel_size, stride, padding, dilation)
+    for axis, (want, (smallest, largest)) in enumerate(zip(requested, ranges)):
+        if not smallest <= want <= largest:
+            raise ValueError(
+                f"output_size={tuple(output_size)} cannot be reached: spatial dim {axis} can be "
+                f"between {smallest} and {largest} for an input of spatial size "
+                f"{tuple(input_size)}, got {want}"
+            )
+    return tuple(want - smallest for want, (smallest, _) in zip(requested, ranges))
+
+
+# -- tensors -------------------------------------------------------------------------------------
 
 
 def check_input_dims(input: torch.Tensor, d: int, name: str = "input") -> bool:
@@ -193,77 +310,81 @@ def check_window_fits(input_size: Sequence[int], geometry: Geometry, name: str =
             )
 
 
-def check_dtype(input: torch.Tensor, op: str, allow_bool: bool) -> None:
-    if input.dtype == torch.bool and not allow_bool:
-        raise TypeError(
-            f"{op} sums overlapping blocks, so input must be a floating, complex or integer "
-            f"tensor, got dtype={input.dtype}"
-        )
-
-
-def transpose_output_size(
-    input_size: Sequence[int],
-    kernel_size: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    output_padding: tuple[int, ...],
-    dilation: tuple[int, ...],
-) -> tuple[int, ...]:
-    """Spatial size of a transposed convolution's output; raises if any entry is not positive."""
-    for op, s, dil in zip(output_padding, stride, dilation):
-        if op >= max(s, dil):
-            raise ValueError(
-                f"output_padding must be smaller than stride or dilation in every dim, got "
-                f"output_padding={output_padding}, stride={stride}, dilation={dilation}"
-            )
-    sizes = tuple(
-        (size - 1) * s - 2 * p + dil * (k - 1) + op + 1
-        for size, k, s, p, op, dil in zip(
-            input_size, kernel_size, stride, padding, output_padding, dilation
-        )
-    )
-    if any(size < 1 for size in sizes):
+def check_weight_dim(weight: torch.Tensor, d: int, dims: int, layout: str, rule: str) -> None:
+    """``weight`` must have ``dims`` dims, the ``layout`` for ``d`` spatial dims."""
+    if weight.dim() != dims or d < 1:
         raise ValueError(
-            f"a transposed convolution of input spatial size {tuple(input_size)} with "
-            f"kernel_size={kernel_size}, stride={stride}, padding={padding}, "
-            f"output_padding={output_padding}, dilation={dilation} has output size {sizes}; "
-            f"every entry must be positive (padding too large?)"
+            f"weight must be {layout} with {max(d, 1)} spatial dim(s) (d is the length of the "
+            f"tuple size arguments, else {rule}), got weight of shape {tuple(weight.shape)}"
         )
-    return sizes
 
 
-def output_padding_for(
-    input_size: Sequence[int],
-    output_size: Sequence[int],
-    kernel_size: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    dilation: tuple[int, ...],
-) -> tuple[int, ...]:
-    """The ``output_padding`` that makes a transposed convolution produce ``output_size``.
+# -- channels, groups, bias ------------------------------------------------------------------------
 
-    ``output_size`` may also carry the leading ``(N, C)`` dims, as for ``nn.ConvTranspose2d``.
-    """
-    d = len(kernel_size)
-    requested = [int(v) for v in output_size]
-    if len(requested) in (d + 1, d + 2):  # with the (C,) or (N, C) dims, as torch allows
-        requested = requested[-d:]
-    if len(requested) != d:
+
+def check_divisible(name: str, value: int, groups: int) -> None:
+    """``value`` (a channel count called ``name``) must be divisible by ``groups``."""
+    if value % groups != 0:
+        raise ValueError(f"{name} must be divisible by groups={groups}, got {name}={value}")
+
+
+def check_input_channels(channels: int, expected: int, how: str) -> None:
+    """The input's channel count must be ``expected`` (``how`` says where it comes from)."""
+    if channels != expected:
         raise ValueError(
-            f"output_size must have {d}, {d + 1} or {d + 2} entries, got output_size="
-            f"{tuple(output_size)}"
+            f"input must have {expected} channels ({how}), got input with {channels} channels"
         )
-    padding_out = []
-    for axis, (size, want, k, s, p, dil) in enumerate(
-        zip(input_size, requested, kernel_size, stride, padding, dilation)
-    ):
-        smallest = (size - 1) * s - 2 * p + dil * (k - 1) + 1
-        largest = smallest + s - 1
-        if not smallest <= want <= largest:
-            raise ValueError(
-                f"output_size={tuple(output_size)} cannot be reached: spatial dim {axis} can be "
-                f"between {smallest} and {largest} for an input of spatial size "
-                f"{tuple(input_size)}, got {want}"
+
+
+def check_bias(bias: object, shape: Sequence[int]) -> None:
+    """``bias`` must be ``None`` or a tensor of ``shape``."""
+    if bias is None:
+        return
+    if not isinstance(bias, torch.Tensor):
+        raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
+    if tuple(bias.shape) != tuple(shape):
+        raise ValueError(
+            f"bias must have shape {tuple(shape)}, got bias of shape {tuple(bias.shape)}"
+        )
+
+
+def check_same_kind(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """input, weight and bias must share dtype and device (torch's convs demand it too)."""
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is None:
+            continue
+        if tensor.dtype != input.dtype:
+            raise TypeError(
+                f"{name} must have the input's dtype {input.dtype}, got {name} of dtype "
+                f"{tensor.dtype}"
             )
-        padding_out.append(want - smallest)
-    return tuple(padding_out)
+        if tensor.device != input.device:
+            raise ValueError(
+                f"{name} must be on the input's device {input.device}, got {name} on "
+                f"{tensor.device}"
+            )
+
+
+def check_channels(in_channels: object, out_channels: object, groups: object) -> tuple[int, ...]:
+    """``(in_channels, out_channels, groups)`` of a layer, each positive, channels divisible."""
+    groups = check_int("groups", groups)
+    in_channels = check_int("in_channels", in_channels)
+    out_channels = check_int("out_channels", out_channels)
+    check_divisible("in_channels", in_channels, groups)
+    check_divisible("out_channels", out_channels, groups)
+    return in_channels, out_channels, groups
+
+
+def check_padding_mode(padding_mode: object, transposed: bool = False) -> str:
+    """One of :data:`PADDING_MODES`; only ``"zeros"`` for a transposed op (as torch)."""
+    if transposed and padding_mode != "zeros":
+        raise ValueError(
+            f"padding_mode must be 'zeros' for a transposed convolution (as torch), got "
+            f"padding_mode={padding_mode!r}"
+        )
+    return check_choice("padding_mode", padding_mode, PADDING_MODES)
+
+
+def check_workspace_bytes(num_bytes: object) -> int | None:
+    """``None`` or a positive int: the column workspace of one batch chunk in bytes."""
+    return check_optional_int("workspace_bytes", num_bytes)

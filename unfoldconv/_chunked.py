@@ -1,71 +1,36 @@
-"""Convolution as unfold + matmul, gathered in bounded batch chunks into one reused workspace.
+"""The two chunked engines: convolution and locally connected layer as unfold + matmul.
 
 Why chunks: the columns of a whole batch are ``K`` times the input. Building them at once costs
 a fresh, page-faulted buffer on every call, and autograd would keep it alive until backward.
-Here the forward keeps only the input; it gathers ``chunk`` samples at a time into a workspace
-of at most :data:`DEFAULT_WORKSPACE_BYTES` (or the caller's ``workspace_bytes``, or the block of
-a ``with workspace(num_bytes):``), multiplies, and reuses the same workspace for the next chunk.
-Backward gathers each chunk again (for the weight gradient: the columns are copied sample-inner
-into a second workspace of the same size, so that one GEMM per chunk contracts over samples and
-positions) and reuses the workspace once more for the input gradient's columns, which it folds
-back (``scatter``). The workspace stays in cache, and the peak memory of forward + backward is
-the input, the output, their gradients and two workspaces.
+Here the forward keeps only the input and the weight; it gathers ``chunk`` samples at a time into
+a workspace of at most :data:`unfoldconv.memory.DEFAULT_WORKSPACE_BYTES` (or the caller's
+``workspace_bytes``, or the size set by ``with unfoldconv.workspace(num_bytes):``), multiplies,
+and reuses the same workspace for the next chunk. Backward gathers each chunk again (for the
+weight gradient) and reuses the workspace once more for the input gradient's columns, which it
+folds back (``scatter``). The peak memory of forward + backward is the input, the output, their
+gradients and two workspaces.
 
-When backward itself must be differentiable (``create_graph=True``, so ``torch.is_grad_enabled``
-inside backward) it takes the plain path of differentiable engine ops instead, so every order of
-gradient exists.
+- :class:`ChunkedConv`: one kernel shared by every output position, one GEMM per chunk.
+- :class:`ChunkedLocallyConnected`: one kernel per output position, one ``bmm`` per chunk whose
+  batch is the (position, group) pairs.
+
+Double backward, one rule for both: when backward itself must be differentiable
+(``create_graph=True``, so ``torch.is_grad_enabled()`` inside backward), the input and weight
+gradients are those of the *plain* form (whole-batch :class:`~unfoldconv._engine.Im2Col` +
+matmul, every op differentiable), taken with ``torch.autograd.grad`` (see
+:func:`differentiable_gradients`); the bias gradient is a sum in both cases.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
-from unfoldconv._args import Geometry
-from unfoldconv._engine import Fold, Unfold, gather, scatter
-
-#: Default size of the column workspace of one chunk, in bytes (the memory/speed knob).
-DEFAULT_WORKSPACE_BYTES = 16 * 2**20
-
-_workspace_bytes = [DEFAULT_WORKSPACE_BYTES]
-
-
-def default_workspace_bytes() -> int:
-    """The workspace size used when a call or a layer does not set ``workspace_bytes``."""
-    return _workspace_bytes[0]
-
-
-@contextlib.contextmanager
-def workspace(num_bytes: int) -> Iterator[None]:
-    """Context manager: use ``num_bytes`` as the default chunk workspace inside the block.
-
-    Example:
-        >>> import torch, unfoldconv
-        >>> x, w = torch.randn(8, 3, 16, 16), torch.randn(4, 3, 3, 3)
-        >>> with unfoldconv.workspace(4 * 2**20):  # smaller chunks, less memory
-        ...     y = unfoldconv.conv(x, w, padding=1)
-        >>> y.shape
-        torch.Size([8, 4, 16, 16])
-    """
-    check_workspace_bytes(num_bytes)
-    previous = _workspace_bytes[0]
-    _workspace_bytes[0] = num_bytes
-    try:
-        yield
-    finally:
-        _workspace_bytes[0] = previous
-
-
-def check_workspace_bytes(num_bytes: object) -> None:
-    if num_bytes is None:
-        return
-    if not isinstance(num_bytes, int) or isinstance(num_bytes, bool) or num_bytes < 1:
-        raise ValueError(
-            f"workspace_bytes must be a positive int, got workspace_bytes={num_bytes!r}"
-        )
+from unfoldconv._engine import Im2Col, gather, scatter
+from unfoldconv._geometry import Geometry
+from unfoldconv.memory import default_workspace_bytes
 
 
 def chunk_size(batch: int, sample_bytes: int, budget: int | None) -> int:
@@ -75,8 +40,29 @@ def chunk_size(batch: int, sample_bytes: int, budget: int | None) -> int:
 
 
 def batch_chunks(batch: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive chunks of at most ``chunk`` samples."""
     for start in range(0, batch, chunk):
         yield start, min(batch, start + chunk)
+
+
+def differentiable_gradients(
+    plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    grad_output: torch.Tensor,
+    needs: tuple[bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(grad_input, grad_weight)`` of ``plain(input, weight)`` as differentiable tensors.
+
+    The double-backward rule of both chunked engines. ``needs`` says which of the two are
+    wanted; with neither (only the bias needs a gradient) nothing is differentiated.
+    """
+    wanted = [tensor for tensor, need in zip((input, weight), needs) if need]
+    if not wanted:
+        return None, None
+    output = plain(input, weight)
+    grads = iter(torch.autograd.grad(output, wanted, grad_output, create_graph=True))
+    return tuple(next(grads) if need else None for need in needs)
 
 
 def plain_conv(
@@ -90,7 +76,7 @@ def plain_conv(
     n = input.shape[0]
     out_size = geometry.output_size(input.shape[2:])
     num_blocks = math.prod(out_size)
-    columns = Unfold.apply(input, geometry)  # (N, C*K, L)
+    columns = Im2Col.apply(input, geometry)  # (N, C*K, L)
     rows = input.shape[1] * geometry.kernel_numel // groups  # C/g*K
     columns = columns.view(n, groups, rows, num_blocks)  # (N, g, C/g*K, L)
     kernels = weight.reshape(groups, weight.shape[0] // groups, rows)  # (g, C_out/g, C/g*K)
@@ -99,28 +85,6 @@ def plain_conv(
     if bias is not None:
         output = output + bias.view(1, -1, *([1] * geometry.dim))
     return output
-
-
-def _conv_gradients(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    grad_output: torch.Tensor,
-    geometry: Geometry,
-    groups: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable (grad_input, grad_weight) of ``plain_conv`` without the bias."""
-    n = input.shape[0]
-    c_out = weight.shape[0]
-    go = grad_output.reshape(n, groups, c_out // groups, -1)  # (N, g, C_out/g, L)
-    kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-    columns = Unfold.apply(input, geometry)
-    rows = input.shape[1] * geometry.kernel_numel  # C*K
-    columns = columns.view(n, groups, rows // groups, go.shape[-1])  # (N, g, C/g*K, L)
-    grad_weight = torch.einsum("ngol,ngkl->gok", go, columns).reshape(weight.shape)
-    grad_columns = torch.matmul(kernels.transpose(1, 2), go)  # (N, g, C/g*K, L)
-    grad_columns = grad_columns.reshape(n, rows, go.shape[-1])  # (N, C*K, L)
-    grad_input = Fold.apply(grad_columns, input.shape[2:], geometry)
-    return grad_input, grad_weight
 
 
 class ChunkedConv(torch.autograd.Function):
@@ -170,16 +134,15 @@ class ChunkedConv(torch.autograd.Function):
         grad_bias = None
         if need_bias:
             grad_bias = grad_output.sum(dim=(0, *range(2, grad_output.dim())))
-        if torch.is_grad_enabled():  # create_graph: build the gradients from differentiable ops
-            grad_input, grad_weight = _conv_gradients(input, weight, grad_output, geometry, groups)
-            return (
-                grad_input if need_input else None,
-                grad_weight if need_weight else None,
-                grad_bias,
-                None,
-                None,
-                None,
+        if torch.is_grad_enabled():  # create_graph: see the module docstring
+
+            def plain(input, weight):
+                return plain_conv(input, weight, None, geometry, groups)
+
+            grad_input, grad_weight = differentiable_gradients(
+                plain, input, weight, grad_output, (need_input, need_weight)
             )
+            return grad_input, grad_weight, grad_bias, None, None, None
 
         n, channels = input.shape[:2]
         spatial = input.shape[2:]
@@ -222,3 +185,147 @@ class ChunkedConv(torch.autograd.Function):
         if need_weight:
             grad_weight = grad_weight.view(weight.shape)
         return grad_input, grad_weight, grad_bias, None, None, None
+
+
+def plain_locally_connected(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    geometry: Geometry,
+    groups: int,
+) -> torch.Tensor:
+    """Whole-batch unfold + batched matmul from differentiable ops (double backward, compile)."""
+    d = geometry.dim
+    n = input.shape[0]
+    out_size = tuple(weight.shape[:d])
+    num_blocks = math.prod(out_size)
+    c_out = weight.shape[d]
+    columns = Im2Col.apply(input, geometry)  # (N, C*K, L)
+    # (N, g, C/g*K, L) -> (L, g, N, C/g*K), contiguous so that bmm gets plain matrices
+    rows = input.shape[1] * geometry.kernel_numel // groups  # C/g*K
+    columns = columns.view(n, groups, rows, num_blocks).permute(3, 1, 0, 2).contiguous()
+    kernels = weight.reshape(num_blocks, groups, c_out // groups, -1)  # (L, g, C_out/g, C/g*K)
+    output = torch.matmul(columns, kernels.transpose(2, 3))  # (L, g, N, C_out/g)
+    output = output.permute(2, 1, 3, 0).reshape(n, c_out, *out_size)  # -> (N, C_out, *out)
+    if bias is not None:
+        output = output + bias  # bias (C_out, *out) broadcasts over N
+    return output
+
+
+class ChunkedLocallyConnected(torch.autograd.Function):
+    """Locally connected layer in batch chunks: saves only the input and the weight.
+
+    Per chunk of ``n`` samples: gather the columns into a reused workspace, lay them out as
+    ``(L, g, n, C/g*K)`` (a second reused workspace) and do one ``bmm`` whose batch is the
+    ``L * g`` (position, group) pairs. Backward regathers each chunk and accumulates the weight
+    gradient with one ``baddbmm`` per chunk.
+    """
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, geometry, groups, budget):
+        ctx.geometry, ctx.groups, ctx.budget = geometry, groups, budget
+        ctx.save_for_backward(input, weight)
+        d = geometry.dim
+        n, channels = input.shape[:2]
+        out_size = tuple(weight.shape[:d])
+        num_blocks = math.prod(out_size)
+        c_out = weight.shape[d]
+        rows = channels * geometry.kernel_numel  # C*K
+        # (L*g, C_out/g, C/g*K) -> (L*g, C/g*K, C_out/g)
+        kernels = weight.reshape(num_blocks * groups, c_out // groups, -1).transpose(1, 2)
+        chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget)
+        gathered = input.new_empty(chunk * rows * num_blocks)
+        by_position = input.new_empty(chunk * rows * num_blocks)
+        output = input.new_empty((n, c_out, num_blocks))
+        for start, stop in batch_chunks(n, chunk):
+            size = stop - start
+            columns = _position_major(
+                input[start:stop], geometry, groups, gathered, by_position
+            )  # (L*g, n, C/g*K)
+            result = torch.bmm(columns, kernels)  # (L*g, n, C_out/g)
+            # (L, g, n, C_out/g) -> (n, g, C_out/g, L)
+            output[start:stop].view(size, groups, c_out // groups, num_blocks).copy_(
+                result.view(num_blocks, groups, size, c_out // groups).permute(2, 1, 3, 0)
+            )
+        output = output.view(n, c_out, *out_size)
+        if bias is not None:
+            output.add_(bias)  # bias (C_out, *out) broadcasts over N
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        geometry, groups = ctx.geometry, ctx.groups
+        need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
+        grad_bias = grad_output.sum(0) if need_bias else None
+        if torch.is_grad_enabled():  # create_graph: see the module docstring
+
+            def plain(input, weight):
+                return plain_locally_connected(input, weight, None, geometry, groups)
+
+            grad_input, grad_weight = differentiable_gradients(
+                plain, input, weight, grad_output, (need_input, need_weight)
+            )
+            return grad_input, grad_weight, grad_bias, None, None, None
+        d = geometry.dim
+        n, channels = input.shape[:2]
+        num_blocks = math.prod(weight.shape[:d])
+        c_out = weight.shape[d]
+        rows = channels * geometry.kernel_numel
+        kernels = weight.reshape(num_blocks * groups, c_out // groups, -1)  # (L*g, C_out/g, C/g*K)
+        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget)
+        gathered = input.new_empty(chunk * rows * num_blocks)
+        by_position = input.new_empty(chunk * rows * num_blocks)
+        grad_weight = weight.new_zeros(kernels.shape) if need_weight else None
+        grad_input = input.new_empty(input.shape) if need_input else None
+        go = grad_output.reshape(n, groups, c_out // groups, num_blocks)
+        for start, stop in batch_chunks(n, chunk):
+            size = stop - start
+            # (n, g, C_out/g, L) -> (L*g, n, C_out/g)
+            # contiguous: bmm on matrices that are neither row- nor column-major is slow
+            go_chunk = go[start:stop].permute(3, 1, 0, 2).contiguous()
+            go_chunk = go_chunk.view(-1, size, c_out // groups)
+            if need_weight:
+                columns = _position_major(
+                    input[start:stop], geometry, groups, gathered, by_position
+                )
+                # (L*g, C_out/g, n) @ (L*g, n, C/g*K) summed into (L*g, C_out/g, C/g*K)
+                grad_weight.baddbmm_(go_chunk.transpose(1, 2), columns)
+            if need_input:
+                grad_columns = torch.bmm(go_chunk, kernels)  # (L*g, n, C/g*K)
+                # (L, g, n, C/g*K) -> (n, g, C/g*K, L)
+                target = gathered[: size * rows * num_blocks].view(
+                    size, groups, rows // groups, num_blocks
+                )
+                target.copy_(grad_columns.view(num_blocks, groups, size, -1).permute(2, 1, 3, 0))
+                grad_input[start:stop] = scatter(
+                    target.view(size, rows, num_blocks), input.shape[2:], geometry
+                )
+        if need_weight:
+            grad_weight = grad_weight.view(weight.shape)
+        return grad_input, grad_weight, grad_bias, None, None, None
+
+
+def _position_major(
+    input: torch.Tensor,
+    geometry: Geometry,
+    groups: int,
+    gathered: torch.Tensor,
+    by_position: torch.Tensor,
+) -> torch.Tensor:
+    """Columns of ``input`` (n samples) as ``(L*g, n, C/g*K)``, written into the workspaces."""
+    n = input.shape[0]
+    columns = gather(
+        input, geometry, out=gathered[: _columns_numel(input, geometry)]
+    )  # (n, C*K, L)
+    rows, num_blocks = columns.shape[1:]
+    size = n * rows * num_blocks
+    target = by_position[:size].view(num_blocks, groups, n, rows // groups)
+    # (n, g, C/g*K, L) -> (L, g, n, C/g*K)
+    target.copy_(columns.view(n, groups, rows // groups, num_blocks).permute(3, 1, 0, 2))
+    return target.view(num_blocks * groups, n, rows // groups)
+
+
+def _columns_numel(input: torch.Tensor, geometry: Geometry) -> int:
+    n, channels = input.shape[:2]
+    return n * channels * geometry.kernel_numel * math.prod(geometry.output_size(input.shape[2:]))

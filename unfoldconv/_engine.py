@@ -15,8 +15,8 @@ would land in the padding are clipped per dim, so no padded buffer is built. The
 and there are no atomics, so the result is bit-identical from run to run on every device, and
 every index is torch's own int64 tensor arithmetic: no size limit of our own.
 
-``Unfold`` and ``Fold`` are autograd functions whose backward is the other one, so gradients of
-every order exist.
+``Im2Col`` (gather) and ``Col2Im`` (scatter) are the autograd functions: the backward of each is
+the other, so gradients of every order exist.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
-from unfoldconv._args import Geometry
+from unfoldconv._geometry import Geometry
 
 
 def _padded(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -140,7 +140,7 @@ def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry
     return output
 
 
-class Unfold(torch.autograd.Function):
+class Im2Col(torch.autograd.Function):
     """``gather`` with ``scatter`` as its backward (and vice versa, to any order)."""
 
     @staticmethod
@@ -151,10 +151,10 @@ class Unfold(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        return Fold.apply(grad_output, ctx.input_size, ctx.geometry), None
+        return Col2Im.apply(grad_output, ctx.input_size, ctx.geometry), None
 
 
-class Fold(torch.autograd.Function):
+class Col2Im(torch.autograd.Function):
     """``scatter`` with ``gather`` as its backward (and vice versa, to any order)."""
 
     @staticmethod
@@ -166,4 +166,4 @@ class Fold(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        return Unfold.apply(grad_output, ctx.geometry), None, None
+        return Im2Col.apply(grad_output, ctx.geometry), None, None

@@ -7,24 +7,24 @@ import math
 import torch
 
 from unfoldconv._args import (
-    Geometry,
     IntOrTuple,
     Padding,
+    check_bias,
+    check_divisible,
+    check_input_channels,
     check_input_dims,
+    check_int,
+    check_same_kind,
     check_tensor,
+    check_weight_dim,
     check_window_fits,
+    check_workspace_bytes,
     infer_dim,
     make_geometry,
 )
-from unfoldconv._chunked import ChunkedConv, check_workspace_bytes, plain_conv
-from unfoldconv._layer_args import (
-    check_bias,
-    check_divisible,
-    check_groups,
-    check_input_channels,
-    check_same_kind,
-    follows_autocast,
-)
+from unfoldconv._autocast import follows_autocast
+from unfoldconv._chunked import ChunkedConv, plain_conv
+from unfoldconv._geometry import Geometry
 
 
 def conv_dim(
@@ -33,13 +33,44 @@ def conv_dim(
     """``d`` of a convolution: the length of a tuple size argument, else ``weight.dim() - 2``."""
     sizes = {"stride": stride, "padding": padding, "dilation": dilation}
     d = infer_dim(sizes, default=weight.dim() - 2)
-    if weight.dim() != d + 2 or d < 1:
-        raise ValueError(
-            f"weight must be (C_out, C_in / groups, *kernel_size) with {max(d, 1)} spatial "
-            f"dim(s) (d is the length of the tuple size arguments, else weight.dim() - 2), got "
-            f"weight of shape {tuple(weight.shape)}"
-        )
+    layout = "(C_out, C_in / groups, *kernel_size)"
+    check_weight_dim(weight, d, d + 2, layout, "weight.dim() - 2")
     return d
+
+
+def _non_overlapping_conv(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    geometry: Geometry,
+    groups: int,
+) -> torch.Tensor:
+    """Windows that tile the input (kernel == stride, no padding or dilation): a rearrange + GEMM.
+
+    The patch embedding of a ViT and the 1x1 convolution: the columns hold each input element
+    once, so they are built by a reshape of the input (a copy at most), kept by autograd like
+    any matmul operand, and no chunking is needed.
+    """
+    d = geometry.dim
+    n, channels = input.shape[:2]
+    c_out = weight.shape[0]
+    kernel = geometry.kernel_size
+    grid = geometry.output_size(input.shape[2:])
+    # the windows cover grid * kernel elements per dim: drop the remainder (as a conv does)
+    input = input[(..., *(slice(0, g * k) for g, k in zip(grid, kernel)))]
+    # (N, C, *(g_i * k_i)) -> (N, groups, C/groups, g_0, k_0, g_1, k_1, ...)
+    blocks = input.reshape(n, groups, channels // groups, *(s for gk in zip(grid, kernel) for s in gk))
+    # -> (N, groups, C/groups, *kernel, *grid) -> (N, groups, C/groups * K, L)
+    order = (0, 1, 2, *range(4, 3 + 2 * d, 2), *range(3, 3 + 2 * d, 2))
+    columns = blocks.permute(order).reshape(n, groups, -1, math.prod(grid))
+    kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
+    # einsum, not a broadcast matmul: the weight gradient of a broadcast matmul is built per
+    # sample, (N, g, C_out/g, C/g*K), before it is summed (1.6x native's peak at batch 256)
+    output = torch.einsum("gok,ngkl->ngol", kernels, columns)
+    output = output.reshape(n, c_out, *grid)  # (N, g, C_out/g, L) -> (N, C_out, *grid)
+    if bias is not None:
+        output = output + bias.view(1, c_out, *([1] * d))
+    return output
 
 
 def conv_batch(
@@ -52,35 +83,45 @@ def conv_batch(
 ) -> torch.Tensor:
     """Convolution of a checked batch ``(N, C, *spatial)``; picks the cheapest engine route.
 
-    - 1x1 kernel, stride 1, no padding: no unfold at all, one matmul.
+    - windows that tile the input (1x1 kernel, ViT patches): a rearrange and one GEMM.
     - under ``torch.compile`` or for an empty batch: whole-batch unfold + matmul (the compiler
       plans memory itself).
     - otherwise: :class:`~unfoldconv._chunked.ChunkedConv` (bounded workspace, see there).
     """
-    n, channels, *spatial = input.shape
-    c_out = weight.shape[0]
-    pointwise = (
-        geometry.kernel_numel == 1
-        and all(s == 1 for s in geometry.stride)
-        and not any(lo or hi for lo, hi in geometry.padding)
-    )
-    if pointwise:
-        num_blocks = math.prod(spatial)
-        columns = input.reshape(n, groups, channels // groups, num_blocks)  # (N, g, C/g, L)
-        kernels = weight.reshape(groups, c_out // groups, channels // groups)  # (g, C_out/g, C/g)
-        # einsum, not a broadcast matmul: the weight gradient of a broadcast matmul is built per
-        # sample, (N, g, C_out/g, C/g), before it is summed (1.6x native's peak at batch 256)
-        output = torch.einsum("goc,ngcl->ngol", kernels, columns)
-        output = output.reshape(n, c_out, *spatial)  # (N, g, C_out/g, L) -> (N, C_out, *spatial)
-        if bias is not None:
-            output = output + bias.view(1, c_out, *([1] * len(spatial)))
-        return output
-    if n == 0 or torch.compiler.is_compiling():
+    if geometry.is_non_overlapping:
+        return _non_overlapping_conv(input, weight, bias, geometry, groups)
+    if input.shape[0] == 0 or torch.compiler.is_compiling():
         return plain_conv(input, weight, bias, geometry, groups)
     return ChunkedConv.apply(input, weight, bias, geometry, groups, workspace_bytes)
 
 
 @follows_autocast
+def conv_prepared(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    geometry: Geometry,
+    groups: int,
+    workspace_bytes: int | None = None,
+) -> torch.Tensor:
+    """:func:`conv` once its arguments are checked (the layers' entry): only the checks that
+    depend on ``input`` run here, once."""
+    input = check_tensor("input", input)
+    batched = check_input_dims(input, geometry.dim)
+    batch = input if batched else input.unsqueeze(0)
+    expected = weight.shape[1] * groups
+    if batch.shape[1] != expected:
+        check_input_channels(
+            batch.shape[1],
+            expected,
+            f"in_channels = weight.shape[1] * groups = {weight.shape[1]} * {groups}",
+        )
+    check_same_kind(batch, weight, bias)
+    check_window_fits(batch.shape[2:], geometry)
+    output = conv_batch(batch, weight, bias, geometry, groups, workspace_bytes)
+    return output if batched else output.squeeze(0)
+
+
 def conv(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -97,8 +138,9 @@ def conv(
     Computed by the engine only: the input is unfolded into columns and multiplied by the
     flattened weight, never by torch's conv kernels. The columns are gathered in batch chunks
     into one reused workspace of at most ``workspace_bytes`` (forward and again in backward), so
-    autograd keeps the input, not a ``K`` times larger copy; a 1x1 kernel with stride 1 and no
-    padding is a plain matmul.
+    autograd keeps the input, not a ``K`` times larger copy. Windows that tile the input (a 1x1
+    kernel with stride 1, or kernel == stride without padding or dilation: ViT patches) are a
+    rearrange and one matmul. Under ``torch.autocast`` it casts as torch's convs do.
 
     How ``d`` is found: the length of any tuple among ``stride``, ``padding``, ``dilation``;
     with all-int sizes ``d = weight.dim() - 2``.
@@ -113,9 +155,9 @@ def conv(
         dilation: spacing between kernel elements, an int or a d-tuple.
         groups: split input and output channels into this many independent groups.
         workspace_bytes: keyword-only; the column workspace of one chunk in bytes (default
-            :data:`unfoldconv._chunked.DEFAULT_WORKSPACE_BYTES`, 16 MiB, or the value set by
-            ``with unfoldconv._chunked.workspace(num_bytes):``). Smaller saves memory, larger
-            makes fewer, larger matmuls; at least one sample is gathered at a time.
+            16 MiB, or the size set by ``with unfoldconv.workspace(num_bytes):``). Smaller
+            saves memory, larger makes fewer, larger matmuls; at least one sample is gathered
+            at a time.
 
     Shape:
         - Input: ``(N, C_in, *spatial)`` or ``(C_in, *spatial)``
@@ -129,22 +171,12 @@ def conv(
         >>> conv(torch.randn(2, 4, 9, 9), torch.randn(8, 2, 3, 3), groups=2, stride=2).shape
         torch.Size([2, 8, 4, 4])
     """
-    input = check_tensor("input", input)
+    check_tensor("input", input)
     weight = check_tensor("weight", weight)
-    groups = check_groups(groups)
-    check_workspace_bytes(workspace_bytes)
+    groups = check_int("groups", groups)
+    workspace_bytes = check_workspace_bytes(workspace_bytes)
     d = conv_dim(weight, stride, padding, dilation)
     geometry = make_geometry(d, tuple(weight.shape[2:]), dilation, padding, stride)
-    batched = check_input_dims(input, d)
-    batch = input if batched else input.unsqueeze(0)
     check_divisible("weight.shape[0] (C_out)", weight.shape[0], groups)
-    check_input_channels(
-        batch.shape[1],
-        weight.shape[1] * groups,
-        f"weight.shape[1] * groups = {weight.shape[1]} * {groups}",
-    )
     check_bias(bias, (weight.shape[0],))
-    check_same_kind(batch, weight, bias)
-    check_window_fits(batch.shape[2:], geometry)
-    output = conv_batch(batch, weight, bias, geometry, groups, workspace_bytes)
-    return output if batched else output.squeeze(0)
+    return conv_prepared(input, weight, bias, geometry, groups, workspace_bytes)

@@ -7,23 +7,24 @@ import math
 import torch
 
 from unfoldconv._args import (
-    Geometry,
     IntOrTuple,
-    as_tuple,
-    check_input_dims,
-    check_tensor,
-    infer_dim,
-    transpose_output_size,
-)
-from unfoldconv._engine import Fold
-from unfoldconv._layer_args import (
     check_bias,
+    check_choice,
     check_divisible,
-    check_groups,
     check_input_channels,
+    check_input_dims,
+    check_int,
     check_same_kind,
-    follows_autocast,
+    check_tensor,
+    check_transposed_padding,
+    check_weight_dim,
+    checked_transposed_output_size,
+    infer_dim,
+    transposed_arguments,
 )
+from unfoldconv._autocast import follows_autocast
+from unfoldconv._engine import Col2Im
+from unfoldconv._geometry import Geometry
 from unfoldconv.unfold_transpose import unfold_transpose
 
 #: Engine routes: "fold" = matmul + fold (the default, measured faster), "unfold" =
@@ -31,19 +32,15 @@ from unfoldconv.unfold_transpose import unfold_transpose
 ROUTES = ("fold", "unfold")
 
 
-def transpose_arguments(
+def transpose_dim(
     weight: torch.Tensor,
     stride: IntOrTuple,
     padding: IntOrTuple,
     output_padding: IntOrTuple,
     dilation: IntOrTuple,
-) -> tuple[int, tuple[tuple[int, ...], ...]]:
-    """``d`` and the d-tuples ``(kernel_size, stride, padding, output_padding, dilation)``."""
-    if isinstance(padding, str):
-        raise ValueError(
-            f"padding must be an int or a tuple of ints for a transposed convolution "
-            f"(no 'same' / 'valid'), got padding={padding!r}"
-        )
+) -> int:
+    """``d`` of a transposed convolution: a tuple size argument's length, else ``weight.dim() - 2``."""
+    check_transposed_padding(padding)
     sizes = {
         "stride": stride,
         "padding": padding,
@@ -51,19 +48,9 @@ def transpose_arguments(
         "dilation": dilation,
     }
     d = infer_dim(sizes, default=weight.dim() - 2)
-    if weight.dim() != d + 2 or d < 1:
-        raise ValueError(
-            f"weight must be (C_in, C_out / groups, *kernel_size) with {max(d, 1)} spatial "
-            f"dim(s) (d is the length of the tuple size arguments, else weight.dim() - 2), got "
-            f"weight of shape {tuple(weight.shape)}"
-        )
-    return d, (
-        tuple(weight.shape[2:]),
-        as_tuple("stride", stride, d, minimum=1),
-        as_tuple("padding", padding, d, minimum=0),
-        as_tuple("output_padding", output_padding, d, minimum=0),
-        as_tuple("dilation", dilation, d, minimum=1),
-    )
+    layout = "(C_in, C_out / groups, *kernel_size)"
+    check_weight_dim(weight, d, d + 2, layout, "weight.dim() - 2")
+    return d
 
 
 def _fold_route(
@@ -86,7 +73,7 @@ def _fold_route(
     columns = torch.matmul(kernels, pixels)  # (N, g, C_out/g*K, L_in)
     geometry = Geometry(kernel_size, dilation, tuple((p, p) for p in padding), stride)
     columns = columns.reshape(n, c_out * math.prod(kernel_size), num_blocks)  # (N, C_out*K, L_in)
-    return Fold.apply(columns, out_size, geometry)
+    return Col2Im.apply(columns, out_size, geometry)
 
 
 def _unfold_route(
@@ -113,7 +100,6 @@ def _unfold_route(
     return output.reshape(n, c_out, *out_size)
 
 
-@follows_autocast
 def conv_transpose(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -157,22 +143,44 @@ def conv_transpose(
         >>> conv_transpose(x, w, stride=2).shape
         torch.Size([2, 3, 10, 10, 10, 10])
     """
-    input = check_tensor("input", input)
+    check_tensor("input", input)
     weight = check_tensor("weight", weight)
-    groups = check_groups(groups)
-    if route not in ROUTES:
-        raise ValueError(f"route must be one of {ROUTES}, got route={route!r}")
-    d, (kernel, step, pad, out_pad, dil) = transpose_arguments(
-        weight, stride, padding, output_padding, dilation
+    groups = check_int("groups", groups)
+    route = check_choice("route", route, ROUTES)
+    d = transpose_dim(weight, stride, padding, output_padding, dilation)
+    sizes = transposed_arguments(
+        d, tuple(weight.shape[2:]), stride, padding, output_padding, dilation
     )
+    check_divisible("weight.shape[0] (C_in)", weight.shape[0], groups)
+    check_bias(bias, (weight.shape[1] * groups,))
+    return conv_transpose_prepared(input, weight, bias, sizes, groups, route)
+
+
+@follows_autocast
+def conv_transpose_prepared(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    sizes: tuple[tuple[int, ...], ...],
+    groups: int,
+    route: str = "fold",
+) -> torch.Tensor:
+    """:func:`conv_transpose` once its arguments are checked (the layers' entry).
+
+    ``sizes`` is ``(kernel_size, stride, padding, output_padding, dilation)`` as d-tuples; only
+    the checks that depend on ``input`` run here.
+    """
+    kernel, step, pad, out_pad, dil = sizes
+    d = len(kernel)
+    input = check_tensor("input", input)
     batched = check_input_dims(input, d)
     batch = input if batched else input.unsqueeze(0)
-    check_divisible("weight.shape[0] (C_in)", weight.shape[0], groups)
-    check_input_channels(batch.shape[1], weight.shape[0], "weight.shape[0]")
+    check_input_channels(
+        batch.shape[1], weight.shape[0], f"in_channels = weight.shape[0] = {weight.shape[0]}"
+    )
     c_out = weight.shape[1] * groups
-    check_bias(bias, (c_out,))
     check_same_kind(batch, weight, bias)
-    out_size = transpose_output_size(batch.shape[2:], kernel, step, pad, out_pad, dil)
+    out_size = checked_transposed_output_size(batch.shape[2:], kernel, step, pad, out_pad, dil)
     # fold covers exactly the input's positions when output_padding < stride in every dim;
     # output_padding in [stride, dilation) is only reachable by the gather route.
     fold_fits = all(op < s for op, s in zip(out_pad, step))

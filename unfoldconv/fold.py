@@ -11,13 +11,12 @@ from unfoldconv._args import (
     IntOrTuple,
     Padding,
     as_tuple,
-    check_dtype,
     check_tensor,
     check_window_fits,
     infer_dim,
     make_geometry,
 )
-from unfoldconv._engine import Fold as _FoldFunction
+from unfoldconv._engine import Col2Im
 
 
 def fold(
@@ -38,7 +37,8 @@ def fold(
     ``d = 2``, as ``F.fold``.
 
     Args:
-        input: ``(N, C * K, L)`` or unbatched ``(C * K, L)``; floating, complex or integer.
+        input: ``(N, C * K, L)`` or unbatched ``(C * K, L)``; any dtype (for ``bool``,
+            overlapping values are OR-ed, as ``F.fold`` does).
         output_size: spatial size of the result, an int or a d-tuple.
         kernel_size, dilation, padding, stride: as in :func:`unfoldconv.unfold`.
 
@@ -63,7 +63,6 @@ def fold(
     d = infer_dim(sizes, default=2)
     spatial = as_tuple("output_size", output_size, d, minimum=1)
     geometry = make_geometry(d, kernel_size, dilation, padding, stride)
-    check_dtype(input, "fold", allow_bool=False)
     if input.dim() not in (2, 3):
         raise ValueError(
             f"input must be (N, C * K, L) or unbatched (C * K, L), got input of shape "
@@ -87,7 +86,7 @@ def fold(
             f"padding={padding!r}, stride={geometry.stride} give, got input of shape "
             f"{tuple(input.shape)}"
         )
-    output = _FoldFunction.apply(batch, spatial, geometry)
+    output = Col2Im.apply(batch, spatial, geometry)
     return output if batched else output.squeeze(0)
 
 

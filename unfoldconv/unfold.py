@@ -15,7 +15,7 @@ from unfoldconv._args import (
     input_dim,
     make_geometry,
 )
-from unfoldconv._engine import Unfold as _UnfoldFunction
+from unfoldconv._engine import Im2Col
 
 
 def unfold(
@@ -65,7 +65,7 @@ def unfold(
     batched = check_input_dims(input, d)
     batch = input if batched else input.unsqueeze(0)
     check_window_fits(batch.shape[2:], geometry)
-    columns = _UnfoldFunction.apply(batch, geometry)
+    columns = Im2Col.apply(batch, geometry)
     return columns if batched else columns.squeeze(0)
 
 

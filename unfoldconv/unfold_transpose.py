@@ -8,34 +8,17 @@ import torch
 from torch import nn
 
 from unfoldconv._args import (
-    Geometry,
     IntOrTuple,
-    as_tuple,
     check_input_dims,
     check_tensor,
+    checked_transposed_output_size,
     infer_dim,
     input_dim,
     output_padding_for,
-    transpose_output_size,
+    transposed_arguments,
 )
-from unfoldconv._engine import Unfold as _UnfoldFunction
-
-
-def _transpose_arguments(
-    d: int,
-    kernel_size: IntOrTuple,
-    stride: IntOrTuple,
-    padding: IntOrTuple,
-    output_padding: IntOrTuple,
-    dilation: IntOrTuple,
-) -> tuple[tuple[int, ...], ...]:
-    return (
-        as_tuple("kernel_size", kernel_size, d, minimum=1),
-        as_tuple("stride", stride, d, minimum=1),
-        as_tuple("padding", padding, d, minimum=0),
-        as_tuple("output_padding", output_padding, d, minimum=0),
-        as_tuple("dilation", dilation, d, minimum=1),
-    )
+from unfoldconv._engine import Im2Col
+from unfoldconv._geometry import Geometry
 
 
 def _stride_dilated(input: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
@@ -92,12 +75,12 @@ def unfold_transpose(
         "dilation": dilation,
     }
     d = input_dim(input, sizes)
-    kernel, step, pad, out_pad, dil = _transpose_arguments(
+    kernel, step, pad, out_pad, dil = transposed_arguments(
         d, kernel_size, stride, padding, output_padding, dilation
     )
     batched = check_input_dims(input, d)
     batch = input if batched else input.unsqueeze(0)
-    transpose_output_size(batch.shape[2:], kernel, step, pad, out_pad, dil)  # validates
+    checked_transposed_output_size(batch.shape[2:], kernel, step, pad, out_pad, dil)
 
     dilated = _stride_dilated(batch, step)
     # Padding of the dilated input, per dim: dil * (k - 1) - p before, that + output_padding
@@ -115,7 +98,7 @@ def unfold_transpose(
         stride=(1,) * d,
         flip=True,
     )
-    columns = _UnfoldFunction.apply(cropped, geometry)
+    columns = Im2Col.apply(cropped, geometry)
     return columns if batched else columns.squeeze(0)
 
 
@@ -147,7 +130,7 @@ class UnfoldTranspose(nn.Module):
             "output_padding": output_padding,
             "dilation": dilation,
         }
-        _transpose_arguments(
+        transposed_arguments(
             infer_dim(sizes, 1), kernel_size, stride, padding, output_padding, dilation
         )
         self.kernel_size = kernel_size
@@ -168,7 +151,7 @@ class UnfoldTranspose(nn.Module):
                 "dilation": self.dilation,
             }
             d = infer_dim(sizes, default=input.dim() - 2)
-            kernel, step, pad, _, dil = _transpose_arguments(
+            kernel, step, pad, _, dil = transposed_arguments(
                 d, self.kernel_size, self.stride, self.padding, 0, self.dilation
             )
             spatial = input.shape[-d:]

@@ -1,4 +1,4 @@
-"""``ConvNd`` and ``Conv1d/2d/3d``: drop-in twins of ``nn.Conv*d`` computed by the engine."""
+"""``ConvNd`` and ``Conv1d/2d/3d``: subclasses of torch's conv layers computed by the engine."""
 
 from __future__ import annotations
 
@@ -6,18 +6,32 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.modules.conv import _ConvNd
 
-from unfoldconv._args import IntOrTuple, Padding
-from unfoldconv.conv import conv
-from unfoldconv.layers._base import _ConvNd, _NativeTwin
+from unfoldconv._args import (
+    IntOrTuple,
+    Padding,
+    as_tuple,
+    check_channels,
+    check_input_dims,
+    check_padding_mode,
+    check_tensor,
+    layer_dim,
+    resolve_padding,
+)
+from unfoldconv._geometry import Geometry
+from unfoldconv._padding import pad_by_mode
+from unfoldconv.conv import conv_prepared
+from unfoldconv.layers._base import NativeTwin, layer_geometry
 
 
-class ConvNd(_NativeTwin, _ConvNd):
+class ConvNd(NativeTwin, _ConvNd):
     """N-d convolution layer, ``nn.Conv2d``'s twin for any number ``d`` of spatial dims.
 
-    The forward is :func:`unfoldconv.conv` (unfold + matmul in bounded batch chunks, never
-    torch's conv kernels). Parameter names, shapes and initial values under a seed are those of
-    ``nn.Conv{d}d``, so state dicts load both ways.
+    A subclass of torch's ``_ConvNd`` (and ``Conv1d/2d/3d`` of ``nn.Conv1d/2d/3d``): the
+    constructor, parameters, initialisation, ``extra_repr`` and ``state_dict`` are torch's own;
+    only the computation differs. The forward is :func:`unfoldconv.conv` (unfold + matmul in
+    bounded batch chunks, never torch's conv kernels), with the arguments checked once, here.
 
     Args:
         in_channels, out_channels: channel counts, each divisible by ``groups``.
@@ -71,36 +85,45 @@ class ConvNd(_NativeTwin, _ConvNd):
         dtype: torch.dtype | None = None,
         dim: int | None = None,
     ) -> None:
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            False,
-            0,
-            groups,
-            bias,
-            padding_mode,
-            self.fixed_dim if self.fixed_dim is not None else dim,
-            device,
-            dtype,
-        )
+        in_channels, out_channels, groups = check_channels(in_channels, out_channels, groups)
+        sizes = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
+        sizes["dilation"] = dilation
+        d = layer_dim(sizes, self.fixed_dim or dim, type(self).__name__)
+        kernel_size = as_tuple("kernel_size", kernel_size, d, minimum=1)
+        stride = as_tuple("stride", stride, d, minimum=1)
+        dilation = as_tuple("dilation", dilation, d, minimum=1)
+        padding_mode = check_padding_mode(padding_mode)
+        # (before, after) per dim; raises for unknown strings and "same" with stride > 1
+        amounts = resolve_padding(padding, kernel_size, dilation, stride)
+        padding = padding if isinstance(padding, str) else tuple(lo for lo, _ in amounts)
+        _ConvNd.__init__(
+            self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+            False, (0,) * d, groups, bias, padding_mode, device=device, dtype=dtype,
+        )  # fmt: skip
+        self._prepare()
+
+    def _prepare(self) -> Geometry:
+        """The engine geometry of the current attributes (cached; rebuilt if one changed)."""
+        key = (self.kernel_size, self.stride, self.padding, self.dilation, self.padding_mode)
+        if key != self.__dict__.get("_prepared_key"):
+            amounts = resolve_padding(self.padding, self.kernel_size, self.dilation, self.stride)
+            self._geometry, self._mode_padding = layer_geometry(
+                self.kernel_size, self.dilation, amounts, self.stride, self.padding_mode
+            )
+            self._prepared_key = key
+        return self._geometry
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.check_input(input)
-        padded, padding = self.pad_input(input)
-        return conv(
-            padded,
-            self.weight,
-            self.bias,
-            self.stride,
-            padding,
-            self.dilation,
-            self.groups,
-            workspace_bytes=self.workspace_bytes,
-        )
+        return self._conv_forward(input, self.weight, self.bias)
+
+    def _conv_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        geometry = self._prepare()
+        if self._mode_padding is not None:  # reflect / replicate / circular: pad first
+            check_input_dims(check_tensor("input", input), geometry.dim)
+            input = pad_by_mode(input, self._mode_padding, self.padding_mode)
+        return conv_prepared(input, weight, bias, geometry, self.groups, self.workspace_bytes)
 
 
 class _FixedDimConv(ConvNd):
@@ -126,19 +149,19 @@ class _FixedDimConv(ConvNd):
         )  # fmt: skip
 
 
-class Conv1d(_FixedDimConv):
-    """:class:`ConvNd` with ``dim=1``: the twin of ``nn.Conv1d`` (same constructor)."""
+class Conv1d(_FixedDimConv, nn.Conv1d):
+    """:class:`ConvNd` with ``dim=1``: an ``nn.Conv1d`` computed by the engine."""
 
     fixed_dim = 1
 
 
-class Conv2d(_FixedDimConv):
-    """:class:`ConvNd` with ``dim=2``: the twin of ``nn.Conv2d`` (same constructor)."""
+class Conv2d(_FixedDimConv, nn.Conv2d):
+    """:class:`ConvNd` with ``dim=2``: an ``nn.Conv2d`` computed by the engine."""
 
     fixed_dim = 2
 
 
-class Conv3d(_FixedDimConv):
-    """:class:`ConvNd` with ``dim=3``: the twin of ``nn.Conv3d`` (same constructor)."""
+class Conv3d(_FixedDimConv, nn.Conv3d):
+    """:class:`ConvNd` with ``dim=3``: an ``nn.Conv3d`` computed by the engine."""
 
     fixed_dim = 3

@@ -1,4 +1,4 @@
-"""``ConvTransposeNd`` and ``ConvTranspose1d/2d/3d``: twins of ``nn.ConvTranspose*d``."""
+"""``ConvTransposeNd`` and ``ConvTranspose1d/2d/3d``: subclasses of torch's transposed convs."""
 
 from __future__ import annotations
 
@@ -7,17 +7,28 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.modules.conv import _ConvTransposeNd
 
-from unfoldconv._args import IntOrTuple, output_padding_for
-from unfoldconv.conv_transpose import conv_transpose
-from unfoldconv.layers._base import _ConvNd, _NativeTwin
+from unfoldconv._args import (
+    IntOrTuple,
+    check_channels,
+    check_padding_mode,
+    check_transposed_padding,
+    layer_dim,
+    output_padding_for,
+    transposed_arguments,
+)
+from unfoldconv.conv_transpose import conv_transpose_prepared
+from unfoldconv.layers._base import NativeTwin
 
 
-class ConvTransposeNd(_NativeTwin, _ConvNd):
+class ConvTransposeNd(NativeTwin, _ConvTransposeNd):
     """N-d transposed convolution layer, ``nn.ConvTranspose2d``'s twin for any ``d``.
 
-    The forward is :func:`unfoldconv.conv_transpose` (matmul + fold through the engine).
-    Parameter names, shapes and initial values under a seed are torch's.
+    A subclass of torch's ``_ConvTransposeNd`` (and ``ConvTranspose1d/2d/3d`` of
+    ``nn.ConvTranspose1d/2d/3d``): constructor, parameters, initialisation, ``extra_repr`` and
+    ``state_dict`` are torch's own. The forward is :func:`unfoldconv.conv_transpose` (matmul +
+    fold through the engine), with the arguments checked once, here.
 
     Args:
         in_channels, out_channels: channel counts, each divisible by ``groups``.
@@ -68,29 +79,25 @@ class ConvTransposeNd(_NativeTwin, _ConvNd):
         dtype: torch.dtype | None = None,
         dim: int | None = None,
     ) -> None:
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            True,
-            output_padding,
-            groups,
-            bias,
-            padding_mode,
-            self.fixed_dim if self.fixed_dim is not None else dim,
-            device,
-            dtype,
+        in_channels, out_channels, groups = check_channels(in_channels, out_channels, groups)
+        padding_mode = check_padding_mode(padding_mode, transposed=True)
+        check_transposed_padding(padding)
+        sizes = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
+        sizes.update(output_padding=output_padding, dilation=dilation)
+        d = layer_dim(sizes, self.fixed_dim or dim, type(self).__name__)
+        kernel_size, stride, padding, output_padding, dilation = transposed_arguments(
+            d, kernel_size, stride, padding, output_padding, dilation
         )
+        _ConvTransposeNd.__init__(
+            self, in_channels, out_channels, kernel_size, stride, padding, dilation, True,
+            output_padding, groups, bias, padding_mode, device=device, dtype=dtype,
+        )  # fmt: skip
 
     def forward(
         self, input: torch.Tensor, output_size: Sequence[int] | None = None
     ) -> torch.Tensor:
-        self.check_input(input)
         output_padding = self.output_padding
-        if output_size is not None:
+        if output_size is not None:  # as torch: the output_padding that reaches output_size
             output_padding = output_padding_for(
                 input.shape[-self.dim :],
                 output_size,
@@ -99,16 +106,8 @@ class ConvTransposeNd(_NativeTwin, _ConvNd):
                 self.padding,
                 self.dilation,
             )
-        return conv_transpose(
-            input,
-            self.weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            output_padding,
-            self.groups,
-            self.dilation,
-        )
+        sizes = (self.kernel_size, self.stride, self.padding, output_padding, self.dilation)
+        return conv_transpose_prepared(input, self.weight, self.bias, sizes, self.groups)
 
 
 class _FixedDimConvTranspose(ConvTransposeNd):
@@ -135,19 +134,19 @@ class _FixedDimConvTranspose(ConvTransposeNd):
         )  # fmt: skip
 
 
-class ConvTranspose1d(_FixedDimConvTranspose):
-    """:class:`ConvTransposeNd` with ``dim=1``: the twin of ``nn.ConvTranspose1d``."""
+class ConvTranspose1d(_FixedDimConvTranspose, nn.ConvTranspose1d):
+    """:class:`ConvTransposeNd` with ``dim=1``: an ``nn.ConvTranspose1d`` computed by the engine."""
 
     fixed_dim = 1
 
 
-class ConvTranspose2d(_FixedDimConvTranspose):
-    """:class:`ConvTransposeNd` with ``dim=2``: the twin of ``nn.ConvTranspose2d``."""
+class ConvTranspose2d(_FixedDimConvTranspose, nn.ConvTranspose2d):
+    """:class:`ConvTransposeNd` with ``dim=2``: an ``nn.ConvTranspose2d`` computed by the engine."""
 
     fixed_dim = 2
 
 
-class ConvTranspose3d(_FixedDimConvTranspose):
-    """:class:`ConvTransposeNd` with ``dim=3``: the twin of ``nn.ConvTranspose3d``."""
+class ConvTranspose3d(_FixedDimConvTranspose, nn.ConvTranspose3d):
+    """:class:`ConvTransposeNd` with ``dim=3``: an ``nn.ConvTranspose3d`` computed by the engine."""
 
     fixed_dim = 3

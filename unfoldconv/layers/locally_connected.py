@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
-from unfoldconv._args import Geometry, IntOrTuple, Padding, as_tuple
-from unfoldconv.layers._base import _ConvNd
-from unfoldconv.locally_connected import locally_connected
+from unfoldconv._args import (
+    IntOrTuple,
+    Padding,
+    as_tuple,
+    check_channels,
+    check_input_dims,
+    check_padding_mode,
+    check_tensor,
+    layer_dim,
+    resolve_padding,
+)
+from unfoldconv._geometry import Geometry
+from unfoldconv._padding import pad_by_mode
+from unfoldconv.layers._base import layer_geometry
+from unfoldconv.locally_connected import locally_connected_prepared
 
 
-class LocallyConnectedNd(_ConvNd):
+class LocallyConnectedNd(nn.Module):
     """Locally connected layer: a convolution whose kernel differs at every output position.
 
     The forward is :func:`unfoldconv.locally_connected`: one unfold and one batched matmul over
@@ -47,6 +60,8 @@ class LocallyConnectedNd(_ConvNd):
         (torch.Size([2, 8, 6, 6]), torch.Size([6, 6, 8, 4, 3, 3]))
     """
 
+    #: the fixed number of spatial dims of a ``LocallyConnected2d``-like subclass
+    fixed_dim: ClassVar[int | None] = None
     workspace_bytes: int | None = None
 
     def __init__(
@@ -65,80 +80,88 @@ class LocallyConnectedNd(_ConvNd):
         dtype: torch.dtype | None = None,
         dim: int | None = None,
     ) -> None:
-        self._input_size = input_size
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            False,
-            0,
-            groups,
-            bias,
-            padding_mode,
-            self.fixed_dim if self.fixed_dim is not None else dim,
-            device,
-            dtype,
-            extra_sizes={"input_size": input_size},
+        super().__init__()
+        in_channels, out_channels, groups = check_channels(in_channels, out_channels, groups)
+        sizes = {"input_size": input_size, "kernel_size": kernel_size, "stride": stride}
+        sizes.update(padding=padding, dilation=dilation)
+        d = layer_dim(sizes, self.fixed_dim or dim, type(self).__name__)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.input_size = as_tuple("input_size", input_size, d, minimum=1)
+        self.kernel_size = as_tuple("kernel_size", kernel_size, d, minimum=1)
+        self.stride = as_tuple("stride", stride, d, minimum=1)
+        self.dilation = as_tuple("dilation", dilation, d, minimum=1)
+        self.padding_mode = check_padding_mode(padding_mode)
+        amounts = resolve_padding(padding, self.kernel_size, self.dilation, self.stride)
+        self.padding = padding if isinstance(padding, str) else tuple(lo for lo, _ in amounts)
+        out = Geometry(self.kernel_size, self.dilation, amounts, self.stride).output_size(
+            self.input_size
         )
-
-    @property
-    def input_size(self) -> tuple[int, ...]:
-        return as_tuple("input_size", self._input_size, self.dim, minimum=1)
-
-    @property
-    def output_size(self) -> tuple[int, ...]:
-        geometry = Geometry(self.kernel_size, self.dilation, self.padding_amounts, self.stride)
-        out = geometry.output_size(self.input_size)
         if any(size < 1 for size in out):
             raise ValueError(
                 f"input_size={self.input_size} is too small for kernel_size={self.kernel_size}, "
                 f"dilation={self.dilation}, padding={self.padding!r}: output size {out}"
             )
-        return out
+        self.output_size = out
+        self._geometry, self._mode_padding = layer_geometry(
+            self.kernel_size, self.dilation, amounts, self.stride, self.padding_mode
+        )
+        factory = {"device": device, "dtype": dtype}
+        weight_shape = (*out, out_channels, in_channels // groups, *self.kernel_size)
+        self.weight = nn.Parameter(torch.empty(weight_shape, **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty((out_channels, *out), **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
 
-    def weight_shape(self) -> tuple[int, ...]:
-        kernel = self.kernel_size
-        return (*self.output_size, self.out_channels, self.in_channels // self.groups, *kernel)
-
-    def bias_shape(self) -> tuple[int, ...]:
-        return (self.out_channels, *self.output_size)
+    @property
+    def dim(self) -> int:
+        """Number of spatial dims ``d``."""
+        return len(self.kernel_size)
 
     def fan_in(self) -> int:
+        """Inputs feeding one output: ``in_channels / groups * prod(kernel_size)``."""
         return self.in_channels // self.groups * math.prod(self.kernel_size)
 
     def reset_parameters(self) -> None:
         # a conv's init with the conv's fan-in (the weight's own shape would give another fan-in)
         bound = 1 / math.sqrt(self.fan_in())
-        torch.nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
-            torch.nn.init.uniform_(self.bias, -bound, bound)
+            nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        batched = self.check_input(input)
-        spatial = tuple(input.shape[2 if batched else 1 :])
-        if spatial != self.input_size:
+        batched = check_input_dims(check_tensor("input", input), self.dim)
+        if tuple(input.shape[2 if batched else 1 :]) != self.input_size:
             raise ValueError(
                 f"input spatial size must be input_size={self.input_size} (the layer has one "
                 f"kernel per output position), got input of shape {tuple(input.shape)}"
             )
-        padded, padding = self.pad_input(input)
-        return locally_connected(
-            padded,
-            self.weight,
-            self.bias,
-            self.stride,
-            padding,
-            self.dilation,
-            self.groups,
-            workspace_bytes=self.workspace_bytes,
+        if self._mode_padding is not None:  # reflect / replicate / circular: pad first
+            input = pad_by_mode(input, self._mode_padding, self.padding_mode)
+        return locally_connected_prepared(
+            input, self.weight, self.bias, self._geometry, self.groups, self.workspace_bytes
         )
 
     def extra_repr(self) -> str:
-        first, rest = super().extra_repr().split(", kernel_size=", 1)
-        return f"{first}, input_size={self.input_size}, kernel_size={rest}"
+        # torch's conv format, with input_size: only arguments that differ from their defaults
+        parts = [
+            f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}",
+            f"kernel_size={self.kernel_size}, stride={self.stride}",
+        ]
+        if self.padding != (0,) * self.dim:
+            parts.append(f"padding={self.padding}")
+        if self.dilation != (1,) * self.dim:
+            parts.append(f"dilation={self.dilation}")
+        if self.groups != 1:
+            parts.append(f"groups={self.groups}")
+        if self.bias is None:
+            parts.append("bias=False")
+        if self.padding_mode != "zeros":
+            parts.append(f"padding_mode={self.padding_mode}")
+        if self.fixed_dim is None:
+            parts.append(f"dim={self.dim}")
+        return ", ".join(parts)
 
 
 class _FixedDimLocallyConnected(LocallyConnectedNd):

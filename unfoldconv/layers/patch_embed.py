@@ -5,24 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import math
+
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
-from unfoldconv._args import IntOrTuple, as_tuple, infer_dim
+from unfoldconv._args import IntOrTuple, as_tuple, check_tensor, layer_dim
+from unfoldconv._geometry import Geometry
 from unfoldconv.layers.conv import ConvNd
-from unfoldconv.patch import patchify
 
 
 class PatchEmbed(nn.Module):
     """Image / video / volume to patch tokens: ``(N, C, *spatial) -> (N, L, embed_dim)``.
 
     The parameters are timm's ``PatchEmbed``'s, by name and shape (``proj.weight``,
-    ``proj.bias``, ``norm.*``), so its checkpoints load. With ``stride == patch_size`` and no
-    padding (the ViT case) the patches are a pure rearrange (:func:`unfoldconv.patchify`)
-    feeding one matmul; otherwise (``stride < patch_size``: overlapping patches, or padding)
-    ``proj`` runs as a :class:`~unfoldconv.layers.ConvNd`.
+    ``proj.bias``, ``norm.*``), so its checkpoints load. ``proj`` is a
+    :class:`~unfoldconv.layers.ConvNd` and every input goes through it (so hooks on ``proj``
+    see every call); with ``stride == patch_size`` and no padding (the ViT case) the conv itself
+    takes its non-overlapping route, a rearrange and one matmul.
 
     Args:
         patch_size: an int or a d-tuple, e.g. ``(2, 16, 16)`` for video tubelets.
@@ -74,16 +74,12 @@ class PatchEmbed(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
-            raise ValueError(f"dim must be a positive int or None, got dim={dim!r}")
         sizes = {"patch_size": patch_size, "padding": padding}
         if stride is not None:
             sizes["stride"] = stride
         if img_size is not None:
             sizes["img_size"] = img_size
-        d = infer_dim(sizes, default=dim if dim is not None else 2)
-        if dim is not None and d != dim:
-            raise ValueError(f"size arguments of length {d} do not match dim={dim}")
+        d = layer_dim(sizes, dim, type(self).__name__, default=2)  # all-int: 2, as timm
         self.patch_size = as_tuple("patch_size", patch_size, d, minimum=1)
         self.stride = self.patch_size if stride is None else as_tuple("stride", stride, d, 1)
         self.padding = as_tuple("padding", padding, d, minimum=0)
@@ -104,54 +100,34 @@ class PatchEmbed(nn.Module):
         self.img_size = self.grid_size = self.num_patches = None
         if img_size is not None:
             self.img_size = as_tuple("img_size", img_size, d, minimum=1)
-            self.grid_size = tuple(
-                (size + 2 * p - k) // s + 1
-                for size, p, k, s in zip(self.img_size, self.padding, self.patch_size, self.stride)
-            )
+            pairs = tuple((p, p) for p in self.padding)
+            geometry = Geometry(self.patch_size, (1,) * d, pairs, self.stride)
+            self.grid_size = geometry.output_size(self.img_size)
             if any(g < 1 for g in self.grid_size):
                 raise ValueError(
                     f"img_size={self.img_size} is smaller than patch_size={self.patch_size} "
                     f"(padding={self.padding})"
                 )
-            self.num_patches = 1
-            for g in self.grid_size:
-                self.num_patches *= g
+            self.num_patches = math.prod(self.grid_size)
 
     @property
     def dim(self) -> int:
         return len(self.patch_size)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        self.proj.check_input(input)
-        if input.dim() != self.dim + 2:
+        if check_tensor("input", input).dim() != self.dim + 2:
             raise ValueError(
                 f"input must be batched (N, C, *spatial) with {self.dim} spatial dim(s), got "
                 f"input of shape {tuple(input.shape)}"
             )
-        spatial = tuple(input.shape[2:])
-        if self.img_size is not None and spatial != self.img_size:
+        if self.img_size is not None and tuple(input.shape[2:]) != self.img_size:
             raise ValueError(
                 f"input spatial size must be img_size={self.img_size}, got input of shape "
                 f"{tuple(input.shape)}"
             )
-        pure_rearrange = (
-            self.stride == self.patch_size
-            and not any(self.padding)
-            and all(size % p == 0 for size, p in zip(spatial, self.patch_size))
-        )
-        if pure_rearrange:
-            grid = [size // p for size, p in zip(spatial, self.patch_size)]
-            tokens = patchify(input, self.patch_size)  # (N, C, *spatial) -> (N, L, C*K)
-            weight = self.proj.weight.flatten(1)  # (E, C, *patch) -> (E, C*K)
-            output = F.linear(tokens, weight, self.proj.bias)  # (N, L, E)
-            if not self.flatten:
-                names = " ".join(f"g{i}" for i in range(self.dim))
-                sizes = {f"g{i}": g for i, g in enumerate(grid)}
-                output = rearrange(output, f"n ({names}) e -> n e {names}", **sizes)
-        else:
-            output = self.proj(input)  # (N, E, *grid)
-            if self.flatten:
-                output = output.flatten(2).transpose(1, 2)  # (N, E, *grid) -> (N, L, E)
+        output = self.proj(input)  # (N, E, *grid)
+        if self.flatten:
+            output = output.flatten(2).transpose(1, 2)  # (N, E, *grid) -> (N, L, E)
         return self.norm(output)
 
     def extra_repr(self) -> str:
