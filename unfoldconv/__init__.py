@@ -5,11 +5,11 @@ Engine: :func:`unfold`, :func:`fold`, :func:`unfold_transpose` and the modules :
 """
 
 from unfoldconv._backend import backend
-from unfoldconv.memory import workspace
 from unfoldconv.conv import conv
 from unfoldconv.conv_transpose import conv_transpose
 from unfoldconv.fold import Fold, fold
 from unfoldconv.locally_connected import locally_connected
+from unfoldconv.memory import workspace
 from unfoldconv.patch import patchify, unpatchify
 from unfoldconv.unfold import Unfold, unfold
 from unfoldconv.unfold_transpose import UnfoldTranspose, unfold_transpose

@@ -1,4 +1,4 @@
-"""``follows_autocast``: weight-carrying ops cast their inputs as torch's convs do under autocast."""
+"""``follows_autocast``: weight-carrying ops cast their inputs as torch's convs do."""
 
 from __future__ import annotations
 

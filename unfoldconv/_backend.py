@@ -64,7 +64,7 @@ def current_backend() -> str:
     return check_backend(os.environ.get(ENV_VAR, "auto"), argument=ENV_VAR)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_available() -> bool:
     """Whether Triton can be imported (it ships with CUDA builds of torch)."""
     return importlib.util.find_spec("triton") is not None

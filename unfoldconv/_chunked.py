@@ -87,6 +87,49 @@ def plain_conv(
     return output
 
 
+def needs_autograd(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd must record the op: grad mode is on and some operand requires grad.
+
+    Without it the chunked engines run their forward directly, skipping the autograd.Function.
+    """
+    return torch.is_grad_enabled() and any(
+        tensor is not None and tensor.requires_grad for tensor in tensors
+    )
+
+
+def conv_chunks(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    geometry: Geometry,
+    groups: int,
+    budget: int | None,
+) -> torch.Tensor:
+    """The forward of :class:`ChunkedConv`: gather a chunk, one GEMM, next chunk."""
+    n, channels = input.shape[:2]
+    c_out = weight.shape[0]
+    out_size = geometry.output_size(input.shape[2:])
+    num_blocks = math.prod(out_size)
+    rows = channels * geometry.kernel_numel  # C*K
+    kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
+    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget)
+    if chunk == n:  # one chunk: no workspace to reuse
+        columns = gather(input, geometry).view(n, groups, rows // groups, num_blocks)
+        output = torch.matmul(kernels, columns).view(n, c_out, num_blocks)  # (N, C_out, L)
+    else:
+        workspace = input.new_empty(chunk * rows * num_blocks)
+        output = input.new_empty((n, c_out, num_blocks))
+        for start, stop in batch_chunks(n, chunk):
+            size = stop - start
+            columns = gather(input[start:stop], geometry, out=workspace[: size * rows * num_blocks])
+            columns = columns.view(size, groups, rows // groups, num_blocks)  # (n, g, C/g*K, L)
+            target = output[start:stop].view(size, groups, c_out // groups, num_blocks)
+            torch.matmul(kernels, columns, out=target)  # (n, g, C_out/g, L)
+    if bias is not None:
+        output.add_(bias.view(1, c_out, 1))
+    return output.view(n, c_out, *out_size)
+
+
 class ChunkedConv(torch.autograd.Function):
     """``conv`` of an already padded-by-mode input, chunk by chunk (see the module docstring).
 
@@ -104,27 +147,8 @@ class ChunkedConv(torch.autograd.Function):
         budget: int | None,
     ) -> torch.Tensor:
         ctx.geometry, ctx.groups, ctx.budget = geometry, groups, budget
-        ctx.has_bias = bias is not None
         ctx.save_for_backward(input, weight)
-
-        n, channels = input.shape[:2]
-        c_out = weight.shape[0]
-        out_size = geometry.output_size(input.shape[2:])
-        num_blocks = math.prod(out_size)
-        rows = channels * geometry.kernel_numel  # C*K
-        chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget)
-        workspace = input.new_empty(chunk * rows * num_blocks)
-        kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-        output = input.new_empty((n, c_out, num_blocks))
-        for start, stop in batch_chunks(n, chunk):
-            size = stop - start
-            columns = gather(input[start:stop], geometry, out=workspace[: size * rows * num_blocks])
-            columns = columns.view(size, groups, rows // groups, num_blocks)  # (n, g, C/g*K, L)
-            target = output[start:stop].view(size, groups, c_out // groups, num_blocks)
-            torch.matmul(kernels, columns, out=target)  # (n, g, C_out/g, L)
-        if bias is not None:
-            output.add_(bias.view(1, c_out, 1))
-        return output.view(n, c_out, *out_size)
+        return conv_chunks(input, weight, bias, geometry, groups, budget)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
@@ -212,6 +236,43 @@ def plain_locally_connected(
     return output
 
 
+def locally_connected_chunks(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    geometry: Geometry,
+    groups: int,
+    budget: int | None,
+) -> torch.Tensor:
+    """The forward of :class:`ChunkedLocallyConnected`: gather a chunk, one ``bmm``, next chunk."""
+    d = geometry.dim
+    n, channels = input.shape[:2]
+    out_size = tuple(weight.shape[:d])
+    num_blocks = math.prod(out_size)
+    c_out = weight.shape[d]
+    rows = channels * geometry.kernel_numel  # C*K
+    # (L*g, C_out/g, C/g*K) -> (L*g, C/g*K, C_out/g)
+    kernels = weight.reshape(num_blocks * groups, c_out // groups, -1).transpose(1, 2)
+    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget)
+    gathered = input.new_empty(chunk * rows * num_blocks)
+    by_position = input.new_empty(chunk * rows * num_blocks)
+    output = input.new_empty((n, c_out, num_blocks))
+    for start, stop in batch_chunks(n, chunk):
+        size = stop - start
+        columns = _position_major(
+            input[start:stop], geometry, groups, gathered, by_position
+        )  # (L*g, n, C/g*K)
+        result = torch.bmm(columns, kernels)  # (L*g, n, C_out/g)
+        # (L, g, n, C_out/g) -> (n, g, C_out/g, L)
+        output[start:stop].view(size, groups, c_out // groups, num_blocks).copy_(
+            result.view(num_blocks, groups, size, c_out // groups).permute(2, 1, 3, 0)
+        )
+    output = output.view(n, c_out, *out_size)
+    if bias is not None:
+        output.add_(bias)  # bias (C_out, *out) broadcasts over N
+    return output
+
+
 class ChunkedLocallyConnected(torch.autograd.Function):
     """Locally connected layer in batch chunks: saves only the input and the weight.
 
@@ -225,32 +286,7 @@ class ChunkedLocallyConnected(torch.autograd.Function):
     def forward(ctx, input, weight, bias, geometry, groups, budget):
         ctx.geometry, ctx.groups, ctx.budget = geometry, groups, budget
         ctx.save_for_backward(input, weight)
-        d = geometry.dim
-        n, channels = input.shape[:2]
-        out_size = tuple(weight.shape[:d])
-        num_blocks = math.prod(out_size)
-        c_out = weight.shape[d]
-        rows = channels * geometry.kernel_numel  # C*K
-        # (L*g, C_out/g, C/g*K) -> (L*g, C/g*K, C_out/g)
-        kernels = weight.reshape(num_blocks * groups, c_out // groups, -1).transpose(1, 2)
-        chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget)
-        gathered = input.new_empty(chunk * rows * num_blocks)
-        by_position = input.new_empty(chunk * rows * num_blocks)
-        output = input.new_empty((n, c_out, num_blocks))
-        for start, stop in batch_chunks(n, chunk):
-            size = stop - start
-            columns = _position_major(
-                input[start:stop], geometry, groups, gathered, by_position
-            )  # (L*g, n, C/g*K)
-            result = torch.bmm(columns, kernels)  # (L*g, n, C_out/g)
-            # (L, g, n, C_out/g) -> (n, g, C_out/g, L)
-            output[start:stop].view(size, groups, c_out // groups, num_blocks).copy_(
-                result.view(num_blocks, groups, size, c_out // groups).permute(2, 1, 3, 0)
-            )
-        output = output.view(n, c_out, *out_size)
-        if bias is not None:
-            output.add_(bias)  # bias (C_out, *out) broadcasts over N
-        return output
+        return locally_connected_chunks(input, weight, bias, geometry, groups, budget)
 
     @staticmethod
     def backward(ctx, grad_output):

@@ -23,7 +23,7 @@ from unfoldconv._args import (
     make_geometry,
 )
 from unfoldconv._autocast import follows_autocast
-from unfoldconv._chunked import ChunkedConv, plain_conv
+from unfoldconv._chunked import ChunkedConv, conv_chunks, needs_autograd, plain_conv
 from unfoldconv._geometry import Geometry
 
 
@@ -59,7 +59,9 @@ def _non_overlapping_conv(
     # the windows cover grid * kernel elements per dim: drop the remainder (as a conv does)
     input = input[(..., *(slice(0, g * k) for g, k in zip(grid, kernel)))]
     # (N, C, *(g_i * k_i)) -> (N, groups, C/groups, g_0, k_0, g_1, k_1, ...)
-    blocks = input.reshape(n, groups, channels // groups, *(s for gk in zip(grid, kernel) for s in gk))
+    blocks = input.reshape(
+        n, groups, channels // groups, *(s for gk in zip(grid, kernel) for s in gk)
+    )
     # -> (N, groups, C/groups, *kernel, *grid) -> (N, groups, C/groups * K, L)
     order = (0, 1, 2, *range(4, 3 + 2 * d, 2), *range(3, 3 + 2 * d, 2))
     columns = blocks.permute(order).reshape(n, groups, -1, math.prod(grid))
@@ -86,12 +88,15 @@ def conv_batch(
     - windows that tile the input (1x1 kernel, ViT patches): a rearrange and one GEMM.
     - under ``torch.compile`` or for an empty batch: whole-batch unfold + matmul (the compiler
       plans memory itself).
-    - otherwise: :class:`~unfoldconv._chunked.ChunkedConv` (bounded workspace, see there).
+    - otherwise: :class:`~unfoldconv._chunked.ChunkedConv` (bounded workspace, see there), or
+      its forward alone when nothing needs a gradient.
     """
     if geometry.is_non_overlapping:
         return _non_overlapping_conv(input, weight, bias, geometry, groups)
     if input.shape[0] == 0 or torch.compiler.is_compiling():
         return plain_conv(input, weight, bias, geometry, groups)
+    if not needs_autograd(input, weight, bias):
+        return conv_chunks(input, weight, bias, geometry, groups, workspace_bytes)
     return ChunkedConv.apply(input, weight, bias, geometry, groups, workspace_bytes)
 
 

@@ -39,7 +39,7 @@ def transpose_dim(
     output_padding: IntOrTuple,
     dilation: IntOrTuple,
 ) -> int:
-    """``d`` of a transposed convolution: a tuple size argument's length, else ``weight.dim() - 2``."""
+    """``d`` of a transposed convolution: a tuple size length, else ``weight.dim() - 2``."""
     check_transposed_padding(padding)
     sizes = {
         "stride": stride,

@@ -21,7 +21,12 @@ from unfoldconv._args import (
     make_geometry,
 )
 from unfoldconv._autocast import follows_autocast
-from unfoldconv._chunked import ChunkedLocallyConnected, plain_locally_connected
+from unfoldconv._chunked import (
+    ChunkedLocallyConnected,
+    locally_connected_chunks,
+    needs_autograd,
+    plain_locally_connected,
+)
 from unfoldconv._geometry import Geometry
 
 
@@ -31,9 +36,7 @@ def locally_connected_dim(
     """``d``: the length of a tuple size argument, else ``(weight.dim() - 2) // 2``."""
     sizes = {"stride": stride, "padding": padding, "dilation": dilation}
     d = infer_dim(sizes, default=(weight.dim() - 2) // 2)
-    layout = (
-        f"(*out_spatial, C_out, C_in / groups, *kernel_size), i.e. {2 * max(d, 1) + 2} dims,"
-    )
+    layout = f"(*out_spatial, C_out, C_in / groups, *kernel_size), i.e. {2 * max(d, 1) + 2} dims,"
     check_weight_dim(weight, d, 2 * d + 2, layout, "(weight.dim() - 2) // 2")
     return d
 
@@ -49,6 +52,8 @@ def locally_connected_batch(
     """Locally connected layer of a checked batch: chunked, or plain under ``torch.compile``."""
     if input.shape[0] == 0 or torch.compiler.is_compiling():
         return plain_locally_connected(input, weight, bias, geometry, groups)
+    if not needs_autograd(input, weight, bias):
+        return locally_connected_chunks(input, weight, bias, geometry, groups, workspace_bytes)
     return ChunkedLocallyConnected.apply(input, weight, bias, geometry, groups, workspace_bytes)
 
 
