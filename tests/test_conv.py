@@ -9,6 +9,7 @@ from torch import nn
 from torch.testing import assert_close
 
 import unfoldconv
+from tests.helpers import check_module_db_inputs, compare_layers, module_infos, params
 from unfoldconv import workspace
 from unfoldconv.layers import Conv1d, Conv2d, Conv3d, ConvNd
 
@@ -58,40 +59,19 @@ def _layers(d, c_in, c_out, kwargs, dtype=torch.float64):
     return native, ours
 
 
-def _compare(native, ours, x, output_size=None):
-    """Outputs and gradients of input, weight and bias agree (float64: default tolerances)."""
-    x_native = x.clone().requires_grad_(True)
-    x_ours = x.clone().requires_grad_(True)
-    extra = {} if output_size is None else {"output_size": output_size}
-    expected = native(x_native, **extra)
-    actual = ours(x_ours, **extra)
-    assert_close(actual, expected)
-    grad = torch.randn_like(expected)
-    expected.backward(grad)
-    actual.backward(grad)
-    assert_close(x_ours.grad, x_native.grad)
-    assert_close(ours.weight.grad, native.weight.grad)
-    if native.bias is not None:
-        assert_close(ours.bias.grad, native.bias.grad)
-
-
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
-@pytest.mark.parametrize(
-    ("d", "c_in", "c_out", "spatial", "kwargs"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
+@pytest.mark.parametrize(("d", "c_in", "c_out", "spatial", "kwargs"), params(CASES))
 def test_layer_matches_torch(d, c_in, c_out, spatial, kwargs, padding_mode):
     native, ours = _layers(d, c_in, c_out, {**kwargs, "padding_mode": padding_mode})
-    _compare(native, ours, torch.randn(3, c_in, *spatial, dtype=torch.float64))
+    compare_layers(native, ours, torch.randn(3, c_in, *spatial, dtype=torch.float64))
 
 
-@pytest.mark.parametrize(
-    ("d", "c_in", "c_out", "spatial", "kwargs"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
+@pytest.mark.parametrize(("d", "c_in", "c_out", "spatial", "kwargs"), params(CASES))
 def test_unbatched_and_small_workspace(d, c_in, c_out, spatial, kwargs):
     native, ours = _layers(d, c_in, c_out, kwargs)
-    _compare(native, ours, torch.randn(c_in, *spatial, dtype=torch.float64))
+    compare_layers(native, ours, torch.randn(c_in, *spatial, dtype=torch.float64))
     ours.workspace_bytes = 1  # one sample per chunk
-    _compare(native, ours, torch.randn(5, c_in, *spatial, dtype=torch.float64))
+    compare_layers(native, ours, torch.randn(5, c_in, *spatial, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("workspace_bytes", [1, 3000, 2**30], ids=["1-sample", "some", "all"])
@@ -147,9 +127,7 @@ GRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("x_shape", "w_shape", "kwargs"), [c[1:] for c in GRAD_CASES], ids=[c[0] for c in GRAD_CASES]
-)
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), params(GRAD_CASES))
 def test_gradcheck_and_gradgradcheck(x_shape, w_shape, kwargs):
     x = torch.randn(x_shape, dtype=torch.float64, requires_grad=True)
     w = torch.randn(w_shape, dtype=torch.float64, requires_grad=True)
@@ -162,104 +140,162 @@ def test_gradcheck_and_gradgradcheck(x_shape, w_shape, kwargs):
     assert torch.autograd.gradgradcheck(op, (x, w, b), fast_mode=True)
 
 
-def _module_infos(prefix):
-    from torch.testing._internal.common_modules import module_db
-
-    return [info for info in module_db if info.name in {f"nn.{prefix}{d}d" for d in (1, 2, 3)}]
-
-
-@pytest.mark.parametrize("info", _module_infos("Conv"), ids=lambda info: info.name)
+@pytest.mark.parametrize(
+    "info", module_infos(f"nn.Conv{d}d" for d in (1, 2, 3)), ids=lambda info: info.name
+)
 def test_torch_module_db_inputs(info):
     """torch's own ModuleInfo inputs for nn.Conv1d/2d/3d, on CPU float64."""
-    ours_cls = OURS_LAYER[int(info.name[-2])]
-    inputs = info.module_inputs_func(
-        info, device="cpu", dtype=torch.float64, requires_grad=False, training=True
-    )
-    assert inputs
-    for module_input in inputs:
-        args, kwargs = module_input.constructor_input.args, module_input.constructor_input.kwargs
-        native = info.module_cls(*args, **kwargs, dtype=torch.float64)
-        ours = ours_cls.from_native(native)
-        (x,) = module_input.forward_input.args
-        _compare(native, ours, x)
+    check_module_db_inputs(info, OURS_LAYER[int(info.name[-2])])
 
 
+X = torch.randn(1, 4, 5, 5)
+W = torch.randn(3, 4, 3, 3)
+
+# (id, call, error, regex naming the argument and the value received)
 BAD = [
     (
         "groups",
-        lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 2, 3, 3), groups=2),
-        "divisible by groups",
+        lambda: unfoldconv.conv(X, torch.randn(3, 2, 3, 3), groups=2),
+        ValueError,
+        r"weight.shape\[0\] \(C_out\) must be divisible by groups=2, got .*=3",
     ),
     (
         "channels",
-        lambda: unfoldconv.conv(torch.randn(1, 5, 5, 5), torch.randn(3, 4, 3, 3)),
-        "input must have 4 channels",
+        lambda: unfoldconv.conv(torch.randn(1, 5, 5, 5), W),
+        ValueError,
+        r"input must have 4 channels .*got input with 5 channels",
     ),
     (
         "bias-shape",
-        lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), torch.randn(4)),
-        "bias must have shape",
+        lambda: unfoldconv.conv(X, W, torch.randn(4)),
+        ValueError,
+        r"bias must have shape \(3,\), got bias of shape \(4,\)",
     ),
     (
         "padding-string",
-        lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), padding="full"),
-        "padding must be",
+        lambda: unfoldconv.conv(X, W, padding="full"),
+        ValueError,
+        r"padding must be .*'valid' or 'same', got padding='full'",
     ),
     (
         "same-strided",
-        lambda: unfoldconv.conv(
-            torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), stride=2, padding="same"
-        ),
-        "stride",
+        lambda: unfoldconv.conv(X, W, stride=2, padding="same"),
+        ValueError,
+        r"padding='same' needs stride 1.*got stride=\(2, 2\)",
     ),
     (
         "tuple-length",
-        lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), stride=(1, 1, 1)),
-        "weight must be",
+        lambda: unfoldconv.conv(X, W, stride=(1, 1, 1)),
+        ValueError,
+        r"weight must be \(C_out, C_in / groups, \*kernel_size\) with 3 spatial dim.*"
+        r"\(3, 4, 3, 3\)",
     ),
     (
         "input-dims",
-        lambda: unfoldconv.conv(torch.randn(4, 5), torch.randn(3, 4, 3, 3)),
-        "input must be",
+        lambda: unfoldconv.conv(torch.randn(4, 5), W),
+        ValueError,
+        r"input must be \(N, C, \*spatial\) or \(C, \*spatial\) with 2 .*\(4, 5\)",
     ),
     (
         "kernel-too-big",
-        lambda: unfoldconv.conv(torch.randn(1, 4, 2, 2), torch.randn(3, 4, 3, 3)),
-        "kernel_size",
+        lambda: unfoldconv.conv(torch.randn(1, 4, 2, 2), W),
+        ValueError,
+        r"kernel_size=\(3, 3\) .*spans 3 .*padded input size 2",
     ),
     (
         "groups-zero",
-        lambda: unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), groups=0),
-        "groups",
+        lambda: unfoldconv.conv(X, W, groups=0),
+        ValueError,
+        r"groups must be positive, got groups=0",
+    ),
+    (
+        "groups-float",
+        lambda: unfoldconv.conv(X, W, groups=1.0),
+        TypeError,
+        r"groups must be an int, got groups=1.0",
     ),
     (
         "workspace",
-        lambda: unfoldconv.conv(
-            torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), workspace_bytes=0
-        ),
-        "workspace_bytes",
+        lambda: unfoldconv.conv(X, W, workspace_bytes=0),
+        ValueError,
+        r"workspace_bytes must be positive, got workspace_bytes=0",
     ),
-    ("layer-padding-mode", lambda: Conv2d(3, 4, 3, padding_mode="mirror"), "padding_mode"),
-    ("layer-groups", lambda: Conv2d(3, 4, 3, groups=2), "in_channels must be divisible"),
-    ("layer-same-strided", lambda: Conv2d(3, 4, 3, stride=2, padding="same"), "stride"),
-    ("layer-padding-string", lambda: Conv2d(3, 4, 3, padding="half"), "padding must be"),
-    ("convnd-no-dim", lambda: ConvNd(3, 4, 3), "dim"),
-    ("convnd-dim-mismatch", lambda: ConvNd(3, 4, (3, 3), dim=3), "dim=3"),
-    ("layer-channels", lambda: Conv2d(3, 4, 3)(torch.randn(1, 2, 5, 5)), "in_channels=3"),
+    (
+        "dtype",
+        lambda: unfoldconv.conv(X, W.double()),
+        TypeError,
+        r"weight must have the input's dtype torch.float32, got weight of dtype torch.float64",
+    ),
+    (
+        "layer-padding-mode",
+        lambda: Conv2d(3, 4, 3, padding_mode="mirror"),
+        ValueError,
+        r"padding_mode must be one of .*got padding_mode='mirror'",
+    ),
+    (
+        "layer-groups",
+        lambda: Conv2d(3, 4, 3, groups=2),
+        ValueError,
+        r"in_channels must be divisible by groups=2, got in_channels=3",
+    ),
+    (
+        "layer-same-strided",
+        lambda: Conv2d(3, 4, 3, stride=2, padding="same"),
+        ValueError,
+        r"padding='same' needs stride 1.*stride=\(2, 2\)",
+    ),
+    (
+        "layer-padding-string",
+        lambda: Conv2d(3, 4, 3, padding="half"),
+        ValueError,
+        r"padding must be .*got padding='half'",
+    ),
+    (
+        "layer-in-channels-float",
+        lambda: Conv2d(3.0, 4, 3),
+        TypeError,
+        r"in_channels must be an int, got in_channels=3.0 \(float\)",
+    ),
+    (
+        "layer-out-channels-zero",
+        lambda: Conv2d(3, 0, 3),
+        ValueError,
+        r"out_channels must be positive, got out_channels=0",
+    ),
+    (
+        "convnd-no-dim",
+        lambda: ConvNd(3, 4, 3),
+        ValueError,
+        r"ConvNd needs dim .*got dim=None with kernel_size=3",
+    ),
+    (
+        "convnd-dim-float",
+        lambda: ConvNd(3, 4, 3, dim=2.0),
+        TypeError,
+        r"dim must be an int or None, got dim=2.0 \(float\)",
+    ),
+    (
+        "convnd-dim-mismatch",
+        lambda: ConvNd(3, 4, (3, 3), dim=3),
+        ValueError,
+        r"size arguments of length 2 do not match dim=3 \(kernel_size=\(3, 3\)",
+    ),
+    (
+        "layer-channels",
+        lambda: Conv2d(3, 4, 3)(torch.randn(1, 2, 5, 5)),
+        ValueError,
+        r"input must have 3 channels \(in_channels = .*\), got input with 2 channels",
+    ),
     (
         "layer-reflect-too-much",
         lambda: Conv1d(1, 1, 3, padding=4, padding_mode="reflect")(torch.randn(1, 1, 3)),
-        "reflect",
+        ValueError,
+        r"padding_mode='reflect' needs padding smaller than the input size, got padding \(4, 4\)",
     ),
 ]
 
 
-@pytest.mark.parametrize(("call", "match"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
-def test_bad_input_raises(call, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize(("call", "error", "match"), params(BAD))
+def test_bad_input_raises(call, error, match):
+    with pytest.raises(error, match=match):
         call()
-
-
-def test_dtype_mismatch_is_type_error():
-    with pytest.raises(TypeError, match="weight must have the input's dtype"):
-        unfoldconv.conv(torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3, dtype=torch.float64))

@@ -9,6 +9,7 @@ from torch import nn
 from torch.testing import assert_close
 
 import unfoldconv
+from tests.helpers import check_module_db_inputs, compare_layers, module_infos, params
 from unfoldconv.layers import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, ConvTransposeNd
 
 TORCH_LAYER = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -45,7 +46,6 @@ CASES = [
         {"kernel_size": (2, 3, 2), "stride": (2, 1, 2), "padding": (0, 1, 1)},
     ),
 ]
-IDS = [c[0] for c in CASES]
 
 
 def _layers(d, c_in, c_out, kwargs):
@@ -56,35 +56,16 @@ def _layers(d, c_in, c_out, kwargs):
     return native, ours
 
 
-def _compare(native, ours, x, output_size=None):
-    """Outputs and gradients of input, weight and bias agree (float64: default tolerances)."""
-    x_native, x_ours = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    expected = native(x_native, output_size=output_size)
-    actual = ours(x_ours, output_size=output_size)
-    assert_close(actual, expected)
-    grad = torch.randn_like(expected)
-    expected.backward(grad)
-    actual.backward(grad)
-    assert_close(x_ours.grad, x_native.grad)
-    assert_close(ours.weight.grad, native.weight.grad)
-    if native.bias is not None:
-        assert_close(ours.bias.grad, native.bias.grad)
-
-
-@pytest.mark.parametrize(
-    ("d", "c_in", "c_out", "spatial", "kwargs"), [c[1:] for c in CASES], ids=IDS
-)
+@pytest.mark.parametrize(("d", "c_in", "c_out", "spatial", "kwargs"), params(CASES))
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
 def test_layer_matches_torch(d, c_in, c_out, spatial, kwargs, batched):
     native, ours = _layers(d, c_in, c_out, kwargs)
     shape = (3, c_in, *spatial) if batched else (c_in, *spatial)
-    _compare(native, ours, torch.randn(shape, dtype=torch.float64))
+    compare_layers(native, ours, torch.randn(shape, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("route", ["fold", "unfold"])
-@pytest.mark.parametrize(
-    ("d", "c_in", "c_out", "spatial", "kwargs"), [c[1:] for c in CASES], ids=IDS
-)
+@pytest.mark.parametrize(("d", "c_in", "c_out", "spatial", "kwargs"), params(CASES))
 def test_both_routes_match_torch(d, c_in, c_out, spatial, kwargs, route):
     kwargs = dict(kwargs)
     kernel = kwargs.pop("kernel_size")
@@ -103,7 +84,7 @@ def test_output_size():
     native, ours = _layers(2, 3, 4, {"kernel_size": 3, "stride": 2, "padding": 1})
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
     for output_size in [(9, 9), (10, 10), (9, 10), (2, 4, 10, 9)]:
-        _compare(native, ours, x, output_size=output_size)
+        compare_layers(native, ours, x, output_size=output_size)
 
 
 def test_4d_equals_3d_when_one_dim_is_trivial():
@@ -128,70 +109,100 @@ def test_gradcheck_and_gradgradcheck():
     assert torch.autograd.gradgradcheck(op, (x, w, b), fast_mode=True)
 
 
-def _module_infos():
-    from torch.testing._internal.common_modules import module_db
-
-    names = {f"nn.ConvTranspose{d}d" for d in (1, 2, 3)}
-    return [info for info in module_db if info.name in names]
-
-
-@pytest.mark.parametrize("info", _module_infos(), ids=lambda info: info.name)
+@pytest.mark.parametrize(
+    "info", module_infos(f"nn.ConvTranspose{d}d" for d in (1, 2, 3)), ids=lambda info: info.name
+)
 def test_torch_module_db_inputs(info):
     """torch's own ModuleInfo inputs for nn.ConvTranspose1d/2d/3d, on CPU float64."""
-    ours_cls = OURS_LAYER[int(info.name[-2])]
-    inputs = info.module_inputs_func(
-        info, device="cpu", dtype=torch.float64, requires_grad=False, training=True
-    )
-    assert inputs
-    for module_input in inputs:
-        args, kwargs = module_input.constructor_input.args, module_input.constructor_input.kwargs
-        native = info.module_cls(*args, **kwargs, dtype=torch.float64)
-        ours = ours_cls.from_native(native)
-        (x,) = module_input.forward_input.args
-        _compare(native, ours, x, **module_input.forward_input.kwargs)
+    check_module_db_inputs(info, OURS_LAYER[int(info.name[-2])])
 
 
+def test_output_size_of_unbatched_input():
+    """output_size may carry the (C,) dim of an unbatched input, as torch allows."""
+    torch.manual_seed(0)
+    native = nn.ConvTranspose2d(4, 6, 3, stride=2)
+    ours = ConvTranspose2d(4, 6, 3, stride=2)
+    ours.load_state_dict(native.state_dict())
+    x = torch.randn(4, 8, 8)
+    for output_size in [(18, 18), (6, 18, 18)]:
+        assert_close(ours(x, output_size=output_size), native(x, output_size=output_size))
+
+
+X = torch.randn(1, 3, 4, 4)
+W = torch.randn(3, 2, 3, 3)
+
+# (id, call, error, regex naming the argument and the value received)
 BAD = [
-    ("padding-mode", lambda: ConvTranspose2d(3, 4, 3, padding_mode="reflect"), 'Only "zeros"'),
-    ("padding-string", lambda: ConvTranspose2d(3, 4, 3, padding="same"), "padding must be"),
-    ("groups", lambda: ConvTranspose2d(3, 4, 3, groups=2), "in_channels must be divisible"),
-    ("no-dim", lambda: ConvTransposeNd(3, 4, 3), "dim"),
-    ("channels", lambda: ConvTranspose2d(3, 4, 3)(torch.randn(1, 2, 4, 4)), "in_channels=3"),
+    (
+        "padding-mode",
+        lambda: ConvTranspose2d(3, 4, 3, padding_mode="reflect"),
+        ValueError,
+        r"padding_mode must be 'zeros' for a transposed convolution .*got padding_mode='reflect'",
+    ),
+    (
+        "padding-string",
+        lambda: ConvTranspose2d(3, 4, 3, padding="same"),
+        TypeError,
+        r"padding must be an int or a tuple of ints for a transposed op .*got padding='same'",
+    ),
+    (
+        "functional-padding-string",
+        lambda: unfoldconv.conv_transpose(X, W, padding="same"),
+        TypeError,
+        r"padding must be an int or a tuple of ints for a transposed op .*got padding='same'",
+    ),
+    (
+        "groups",
+        lambda: ConvTranspose2d(3, 4, 3, groups=2),
+        ValueError,
+        r"in_channels must be divisible by groups=2, got in_channels=3",
+    ),
+    (
+        "no-dim",
+        lambda: ConvTransposeNd(3, 4, 3),
+        ValueError,
+        r"ConvTransposeNd needs dim .*got dim=None with kernel_size=3",
+    ),
+    (
+        "channels",
+        lambda: ConvTranspose2d(3, 4, 3)(torch.randn(1, 2, 4, 4)),
+        ValueError,
+        r"input must have 3 channels \(in_channels = weight.shape\[0\] = 3\), got input with 2",
+    ),
     (
         "output-size",
-        lambda: ConvTranspose2d(3, 4, 3, stride=2)(torch.randn(1, 3, 4, 4), output_size=(20, 20)),
-        "output_size",
+        lambda: ConvTranspose2d(3, 4, 3, stride=2)(X, output_size=(20, 20)),
+        ValueError,
+        r"output_size=\(20, 20\) cannot be reached: spatial dim 0 can be between 9 and 10",
     ),
     (
         "output-padding",
-        lambda: unfoldconv.conv_transpose(
-            torch.randn(1, 3, 4, 4), torch.randn(3, 2, 3, 3), output_padding=1
-        ),
-        "output_padding",
+        lambda: unfoldconv.conv_transpose(X, W, output_padding=1),
+        ValueError,
+        r"output_padding must be smaller than stride or dilation .*output_padding=\(1, 1\)",
     ),
     (
         "bias",
-        lambda: unfoldconv.conv_transpose(
-            torch.randn(1, 3, 4, 4), torch.randn(3, 2, 3, 3), torch.randn(3)
-        ),
-        "bias must have shape",
+        lambda: unfoldconv.conv_transpose(X, W, torch.randn(3)),
+        ValueError,
+        r"bias must have shape \(2,\), got bias of shape \(3,\)",
     ),
     (
         "input-channels",
-        lambda: unfoldconv.conv_transpose(torch.randn(1, 4, 4, 4), torch.randn(3, 2, 3, 3)),
-        "input must have 3 channels",
+        lambda: unfoldconv.conv_transpose(torch.randn(1, 4, 4, 4), W),
+        ValueError,
+        r"input must have 3 channels .*got input with 4 channels",
     ),
     (
         "route",
-        lambda: unfoldconv.conv_transpose(
-            torch.randn(1, 3, 4, 4), torch.randn(3, 2, 3, 3), route="fast"
-        ),
-        "route",
+        lambda: unfoldconv.conv_transpose(X, W, route="fast"),
+        ValueError,
+        r"route must be one of \('fold', 'unfold'\), got route='fast'",
     ),
 ]
 
 
-@pytest.mark.parametrize(("call", "match"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
-def test_bad_input_raises(call, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize(("call", "error", "match"), params(BAD))
+def test_bad_input_raises(call, error, match):
+    with pytest.raises(error, match=match):
         call()

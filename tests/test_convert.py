@@ -70,3 +70,35 @@ def test_from_native_does_not_draw_random_numbers():
 def test_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def _isinstance_consumer(model):
+    """What curvlinops' KFAC and Opacus do: find layers by isinstance, refuse other parameters."""
+    supported = []
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            supported.append(module)
+        elif any(True for _ in module.parameters(recurse=False)):
+            raise ValueError(f"Found parameters in un-supported layers: {type(module).__name__}")
+    return supported
+
+
+def test_converted_model_is_accepted_by_an_isinstance_consumer():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 2)
+    )
+    converted = layers.convert(model, to="unfold")
+    assert isinstance(converted[0], layers.Conv2d)
+    assert len(_isinstance_consumer(converted)) == 3
+    with pytest.raises(ValueError, match="un-supported layers: LocallyConnected2d"):
+        _isinstance_consumer(nn.Sequential(layers.LocallyConnected2d(3, 4, 8, 3)))
+
+
+def test_convert_leaves_our_layers_alone():
+    """Our layers are nn.Conv2d subclasses: convert(to="unfold") must not convert them again."""
+    ours = nn.Sequential(layers.Conv2d(3, 4, 3), layers.ConvTranspose2d(4, 2, 2))
+    first, second = ours[0], ours[1]
+    again = layers.convert(ours, to="unfold")
+    assert again[0] is first and again[1] is second
+    assert type(layers.convert(ours, to="native")[0]) is nn.Conv2d

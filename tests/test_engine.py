@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import unfoldconv._engine as engine
+from tests.helpers import params
 from unfoldconv import unfold, unfold_transpose
 from unfoldconv._args import make_geometry
 
@@ -18,7 +19,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("shape, kwargs", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("shape, kwargs", params(CASES))
 def test_gather_into_workspace(shape, kwargs):
     x = torch.randn(shape)
     expected = unfold(x, **kwargs)
@@ -35,7 +36,7 @@ def test_gather_into_workspace(shape, kwargs):
     assert result.data_ptr() == workspace.data_ptr()
 
 
-@pytest.mark.parametrize("shape, kwargs", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("shape, kwargs", params(CASES))
 def test_unfold_transpose_backward_is_its_adjoint(shape, kwargs):
     """The flipped layout's backward (a flipped fold) satisfies <J v, g> == <v, J^T g>."""
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)

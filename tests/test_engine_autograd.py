@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import as_tuple, params
 from unfoldconv import fold, unfold, unfold_transpose
 
 # (id, input shape, kwargs) small enough for numerical Jacobians
@@ -20,34 +21,24 @@ TRANSPOSE_CASES = [
 ]
 
 
-def _ids(cases):
-    return [c[0] for c in cases]
-
-
-@pytest.mark.parametrize("shape, kwargs", [c[1:] for c in UNFOLD_CASES], ids=_ids(UNFOLD_CASES))
+@pytest.mark.parametrize("shape, kwargs", params(UNFOLD_CASES))
 def test_unfold_gradcheck_and_gradgradcheck(shape, kwargs):
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: unfold(t, **kwargs), x)
     assert torch.autograd.gradgradcheck(lambda t: unfold(t, **kwargs), x)
 
 
-@pytest.mark.parametrize("shape, kwargs", [c[1:] for c in UNFOLD_CASES], ids=_ids(UNFOLD_CASES))
+@pytest.mark.parametrize("shape, kwargs", params(UNFOLD_CASES))
 def test_fold_gradcheck_and_gradgradcheck(shape, kwargs):
     spatial = shape[2:]
     columns_shape = unfold(torch.zeros(shape), **kwargs).shape
-    kwargs = {**kwargs, "kernel_size": _tuple(kwargs["kernel_size"], len(spatial))}
+    kwargs = {**kwargs, "kernel_size": as_tuple(kwargs["kernel_size"], len(spatial))}
     columns = torch.randn(columns_shape, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: fold(t, spatial, **kwargs), columns)
     assert torch.autograd.gradgradcheck(lambda t: fold(t, spatial, **kwargs), columns)
 
 
-def _tuple(value, d):
-    return (value,) * d if isinstance(value, int) else tuple(value)
-
-
-@pytest.mark.parametrize(
-    "shape, kwargs", [c[1:] for c in TRANSPOSE_CASES], ids=_ids(TRANSPOSE_CASES)
-)
+@pytest.mark.parametrize("shape, kwargs", params(TRANSPOSE_CASES))
 def test_unfold_transpose_gradcheck_and_gradgradcheck(shape, kwargs):
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: unfold_transpose(t, **kwargs), x)

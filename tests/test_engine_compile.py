@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers import params
 from unfoldconv import fold, unfold, unfold_transpose
 
 OPS = [
@@ -16,7 +17,7 @@ OPS = [
 ]
 
 
-@pytest.mark.parametrize("op, shape", [c[1:] for c in OPS], ids=[c[0] for c in OPS])
+@pytest.mark.parametrize("op, shape", params(OPS))
 def test_fullgraph_compile_matches_eager(op, shape):
     torch._dynamo.reset()
     compiled = torch.compile(op, fullgraph=True, backend="aot_eager")

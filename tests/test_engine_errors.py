@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import params
 from unfoldconv import Fold, Unfold, UnfoldTranspose, fold, unfold, unfold_transpose
 
 X = torch.randn(2, 3, 8, 8)
@@ -83,9 +84,14 @@ CASES = [
         "kernel-tuple-of-floats",
         lambda: unfold(X, (3, 2.5)),
         TypeError,
-        r"kernel_size must be an int or a tuple of ints",
+        r"kernel_size must be an int or a tuple of ints, got kernel_size=\(3, 2.5\)",
     ),
-    ("kernel-bool", lambda: unfold(X, True), TypeError, r"kernel_size must be an int"),
+    (
+        "kernel-bool",
+        lambda: unfold(X, True),
+        TypeError,
+        r"kernel_size must be an int or a tuple of ints, got kernel_size=True",
+    ),
     (
         "input-not-tensor",
         lambda: unfold(X.numpy(), 3),
@@ -135,12 +141,6 @@ CASES = [
         r"\(N, C \* K, L\).*\(2, 27, 6, 6\)",
     ),
     (
-        "fold-bool",
-        lambda: fold(COLUMNS > 0, (8, 8), 3),
-        TypeError,
-        r"floating, complex or integer.*torch.bool",
-    ),
-    (
         "fold-output-size-type",
         lambda: fold(COLUMNS, "8x8", 3),
         TypeError,
@@ -162,19 +162,19 @@ CASES = [
         "transpose-padding-string",
         lambda: unfold_transpose(X, 3, padding="same"),
         TypeError,
-        r"padding must be an int or a tuple of ints, got padding='same'",
+        r"padding must be an int or a tuple of ints for a transposed op .*got padding='same'",
     ),
     (
         "module-unfold-kernel",
         lambda: Unfold(kernel_size=0),
         ValueError,
-        r"kernel_size must be positive",
+        r"kernel_size must be positive, got kernel_size=0",
     ),
     (
         "module-fold-lengths",
         lambda: Fold((4, 4), kernel_size=(2, 2, 2)),
         ValueError,
-        r"same length",
+        r"same length .*output_size=\(4, 4\), kernel_size=\(2, 2, 2\)",
     ),
     (
         "module-transpose-stride",
@@ -185,7 +185,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("call, error, match", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("call, error, match", params(CASES))
 def test_bad_input_raises_a_clear_error(call, error, match):
     with pytest.raises(error, match=match):
         call()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 import unfoldNd
 
+from tests.helpers import as_tuple, params
 from tests.reference import fold_loop
 from unfoldconv import Fold, fold, unfold
 
@@ -33,21 +34,17 @@ CASES = [
 
 def _columns(output_size, kwargs, batch=2, channels=3, dtype=torch.float64, device="cpu"):
     d = len(output_size)
-    kwargs = {**kwargs, "kernel_size": _tuple(kwargs["kernel_size"], d)}
+    kwargs = {**kwargs, "kernel_size": as_tuple(kwargs["kernel_size"], d)}
     probe = unfold(torch.zeros(1, 1, *output_size), **kwargs)
     return torch.randn(batch, channels * probe.shape[1], probe.shape[2], dtype=dtype, device=device)
 
 
-def _tuple(value, d):
-    return (value,) * d if isinstance(value, int) else tuple(value)
-
-
 def _with_tuples(output_size, kwargs):
     d = len(output_size)
-    return {**kwargs, "kernel_size": _tuple(kwargs["kernel_size"], d)}
+    return {**kwargs, "kernel_size": as_tuple(kwargs["kernel_size"], d)}
 
 
-@pytest.mark.parametrize("output_size, kwargs", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("output_size, kwargs", params(CASES))
 def test_matches_loop_reference(device, output_size, kwargs):
     kwargs = _with_tuples(output_size, kwargs)
     columns = _columns(output_size, kwargs, device=device)
@@ -59,7 +56,7 @@ def test_matches_loop_reference(device, output_size, kwargs):
 TWO_D = [c for c in CASES if len(c[1]) == 2]
 
 
-@pytest.mark.parametrize("output_size, kwargs", [c[1:] for c in TWO_D], ids=[c[0] for c in TWO_D])
+@pytest.mark.parametrize("output_size, kwargs", params(TWO_D))
 def test_matches_torch(device, output_size, kwargs):
     columns = _columns(output_size, kwargs, dtype=torch.float32, device=device)
     torch.testing.assert_close(
@@ -70,9 +67,7 @@ def test_matches_torch(device, output_size, kwargs):
 UP_TO_3D = [c for c in CASES if len(c[1]) <= 3]
 
 
-@pytest.mark.parametrize(
-    "output_size, kwargs", [c[1:] for c in UP_TO_3D], ids=[c[0] for c in UP_TO_3D]
-)
+@pytest.mark.parametrize("output_size, kwargs", params(UP_TO_3D))
 def test_matches_unfoldNd(device, output_size, kwargs):
     columns = _columns(output_size, kwargs, dtype=torch.float32, device=device)
     expected = unfoldNd.foldNd(columns, tuple(output_size), **kwargs)
@@ -81,7 +76,7 @@ def test_matches_unfoldNd(device, output_size, kwargs):
     )
 
 
-@pytest.mark.parametrize("output_size, kwargs", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("output_size, kwargs", params(CASES))
 def test_adjoint_identity(output_size, kwargs):
     """<unfold(x), y> == <x, fold(y)> in float64."""
     kwargs = _with_tuples(output_size, kwargs)
@@ -167,3 +162,11 @@ def test_module_matches_function():
     module = Fold(output_size=(6, 6, 6), kernel_size=2, stride=2)
     assert torch.equal(module(columns), fold(columns, (6, 6, 6), 2, stride=2))
     assert "output_size=(6, 6, 6)" in repr(module)
+
+
+def test_bool_is_a_logical_or_of_overlaps_like_torch(device):
+    columns = torch.rand(2, 3 * 4, 25, device=device) > 0.7  # (6, 6) output, kernel 2, overlapping
+    out = fold(columns, (6, 6), 2)
+    assert out.dtype == torch.bool
+    assert torch.equal(out, F.fold(columns, (6, 6), 2))
+    assert torch.equal(out, fold(columns.float(), (6, 6), 2) > 0)

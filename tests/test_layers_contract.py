@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
+from tests.helpers import params
 from unfoldconv import layers
 
 # (id, our layer factory, torch twin factory or None, input shape)
@@ -80,13 +81,10 @@ LAYERS = [
         (2, 3, 8, 12),
     ),
 ]
-IDS = [c[0] for c in LAYERS]
 TWINS = [c for c in LAYERS if c[2] is not None]
 
 
-@pytest.mark.parametrize(
-    ("make", "make_native", "shape"), [c[1:] for c in TWINS], ids=[c[0] for c in TWINS]
-)
+@pytest.mark.parametrize(("make", "make_native", "shape"), params(TWINS))
 def test_same_init_and_state_dict_both_ways(make, make_native, shape):
     torch.manual_seed(1)
     native = make_native()
@@ -109,7 +107,7 @@ def test_same_init_and_state_dict_both_ways(make, make_native, shape):
     assert repr(ours) == repr(native)
 
 
-@pytest.mark.parametrize(("make", "shape"), [(c[1], c[3]) for c in LAYERS], ids=IDS)
+@pytest.mark.parametrize(("make", "shape"), params([(c[0], c[1], c[3]) for c in LAYERS]))
 def test_pickle_and_float64(make, shape):
     layer = make(dtype=torch.float64)
     assert all(p.dtype == torch.float64 for p in layer.parameters())
@@ -122,7 +120,7 @@ def test_pickle_and_float64(make, shape):
     assert_close(pickle.loads(pickle.dumps(layer))(x), layer(x))
 
 
-@pytest.mark.parametrize(("make", "shape"), [(c[1], c[3]) for c in LAYERS], ids=IDS)
+@pytest.mark.parametrize(("make", "shape"), params([(c[0], c[1], c[3]) for c in LAYERS]))
 def test_meta_device(make, shape):
     layer = make(device="meta")
     assert all(p.device.type == "meta" for p in layer.parameters())
@@ -133,7 +131,7 @@ def test_meta_device(make, shape):
     assert layer(torch.randn(shape)).device.type == "cpu"
 
 
-@pytest.mark.parametrize(("make", "shape"), [(c[1], c[3]) for c in LAYERS], ids=IDS)
+@pytest.mark.parametrize(("make", "shape"), params([(c[0], c[1], c[3]) for c in LAYERS]))
 def test_backward_reaches_every_parameter(make, shape):
     layer = make()
     layer(torch.randn(shape)).square().sum().backward()
@@ -142,7 +140,7 @@ def test_backward_reaches_every_parameter(make, shape):
         assert parameter.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize(("make", "shape"), [(c[1], c[3]) for c in LAYERS], ids=IDS)
+@pytest.mark.parametrize(("make", "shape"), params([(c[0], c[1], c[3]) for c in LAYERS]))
 def test_torch_compile_fullgraph(make, shape):
     torch._dynamo.reset()
     layer = make()
@@ -153,3 +151,45 @@ def test_torch_compile_fullgraph(make, shape):
     assert_close(out, layer(x), rtol=1e-5, atol=1e-5)
     out.sum().backward()
     assert x.grad is not None
+
+
+def test_repr_of_string_padding_matches_torch():
+    assert repr(layers.Conv2d(3, 4, 3, padding="same")) == repr(nn.Conv2d(3, 4, 3, padding="same"))
+
+
+# (id, our layer, the torch class it is): torch's own classes, found by isinstance
+SUBCLASSES = [
+    ("Conv1d", lambda: layers.Conv1d(3, 4, 3), nn.Conv1d),
+    ("Conv2d", lambda: layers.Conv2d(3, 8, 3), nn.Conv2d),
+    ("Conv3d", lambda: layers.Conv3d(3, 4, 3), nn.Conv3d),
+    ("ConvTranspose1d", lambda: layers.ConvTranspose1d(3, 4, 3), nn.ConvTranspose1d),
+    ("ConvTranspose2d", lambda: layers.ConvTranspose2d(3, 4, 3), nn.ConvTranspose2d),
+    ("ConvTranspose3d", lambda: layers.ConvTranspose3d(3, 4, 3), nn.ConvTranspose3d),
+    ("ConvNd", lambda: layers.ConvNd(3, 4, 3, dim=4), nn.modules.conv._ConvNd),
+    (
+        "ConvTransposeNd",
+        lambda: layers.ConvTransposeNd(3, 4, 3, dim=4),
+        nn.modules.conv._ConvTransposeNd,
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "torch_class"), params(SUBCLASSES))
+def test_layers_are_torch_classes(make, torch_class):
+    layer = make()
+    assert isinstance(layer, torch_class)
+    # only the computation is ours: torch's extra_repr and the parameters torch registers
+    assert type(layer).extra_repr is nn.modules.conv._ConvNd.extra_repr
+    assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
+
+
+def test_conv_attributes_changed_after_init_are_used():
+    """torch reads stride & co. on every forward; so do we (e.g. a stem's stride edited)."""
+    torch.manual_seed(0)
+    native, ours = nn.Conv2d(3, 4, 3), layers.Conv2d(3, 4, 3)
+    ours.load_state_dict(native.state_dict())
+    native.stride = ours.stride = (2, 2)
+    native.padding = ours.padding = (1, 1)
+    x = torch.randn(1, 3, 9, 9)
+    # float32: torch's conv kernels and our GEMM round differently
+    assert_close(ours(x), native(x), rtol=1e-5, atol=1e-5)

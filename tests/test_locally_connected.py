@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import unfoldconv
+from tests.helpers import params
 from unfoldconv.layers import (
     LocallyConnected1d,
     LocallyConnected2d,
@@ -28,7 +29,6 @@ CASES = [
     ("2d-same", 2, 2, 2, (5, 4), (3, 2), {"padding": "same"}),
     ("3d", 3, 2, 3, (4, 5, 4), (2, 3, 2), {"padding": (0, 1, 1)}),
 ]
-IDS = [c[0] for c in CASES]
 
 
 def _loop_reference(x, weight, bias, d, kwargs):
@@ -51,9 +51,7 @@ def _weights(d, c_in, c_out, spatial, kernel, kwargs):
     return weight, bias
 
 
-@pytest.mark.parametrize(
-    ("d", "c_in", "c_out", "spatial", "kernel", "kwargs"), [c[1:] for c in CASES], ids=IDS
-)
+@pytest.mark.parametrize(("d", "c_in", "c_out", "spatial", "kernel", "kwargs"), params(CASES))
 @pytest.mark.parametrize("workspace_bytes", [1, None], ids=["1-sample-chunks", "default"])
 def test_matches_loop_reference_with_gradients(
     d, c_in, c_out, spatial, kernel, kwargs, workspace_bytes
@@ -72,9 +70,7 @@ def test_matches_loop_reference_with_gradients(
         assert_close(ours.grad, ref.grad)
 
 
-@pytest.mark.parametrize(
-    ("d", "c_in", "c_out", "spatial", "kernel", "kwargs"), [c[1:] for c in CASES], ids=IDS
-)
+@pytest.mark.parametrize(("d", "c_in", "c_out", "spatial", "kernel", "kwargs"), params(CASES))
 def test_tied_weights_equal_conv(d, c_in, c_out, spatial, kernel, kwargs):
     weight, _ = _weights(d, c_in, c_out, spatial, kernel, kwargs)
     kernel_weight = weight[(0,) * d]
@@ -120,44 +116,100 @@ def test_gradcheck_and_gradgradcheck():
     assert torch.autograd.gradgradcheck(op, (x, w, b), fast_mode=True)
 
 
+def test_double_backward_with_only_the_bias_requiring_grad():
+    """The fuzzing defect: create_graph with no input or weight gradient wanted."""
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    w = torch.randn(4, 4, 5, 3, 3, 3, dtype=torch.float64)
+    b = torch.randn(5, 4, 4, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(unfoldconv.locally_connected(x, w, b).sum(), b, create_graph=True)
+    assert_close(grad, torch.full_like(b, 2.0))  # d sum / d bias = N at every entry
+    layer = LocallyConnected2d(3, 5, (6, 6), 3, dtype=torch.float64)
+    layer.weight.requires_grad_(False)  # a frozen weight
+    (grad,) = torch.autograd.grad(layer(x).square().sum(), layer.bias, create_graph=True)
+    (second,) = torch.autograd.grad(grad.sum(), layer.bias)
+    assert_close(second, torch.full_like(layer.bias, 2.0 * 2))  # d/db sum(2 * out) = 2 * N
+
+
+def test_double_backward_matches_conv_with_tied_weights():
+    """Second derivatives through the chunked engine equal torch's conv's (one shared rule)."""
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for op in (
+        lambda: unfoldconv.locally_connected(x, kernel.expand(3, 3, 3, 2, 3, 3), workspace_bytes=1),
+        lambda: F.conv2d(x, kernel),
+    ):
+        (g,) = torch.autograd.grad(op().square().sum(), x, create_graph=True)
+        grads.append(torch.autograd.grad(g.square().sum(), (x, kernel)))
+    for ours, expected in zip(*grads):
+        assert_close(ours, expected)
+
+
+# (id, call, regex naming the argument and the value received)
 BAD = [
     (
         "wrong-spatial-size",
         lambda: LocallyConnected2d(3, 4, (8, 8), 3)(torch.randn(1, 3, 9, 8)),
-        "input_size=\\(8, 8\\)",
+        r"input spatial size must be input_size=\(8, 8\) .*got input of shape \(1, 3, 9, 8\)",
     ),
     (
         "functional-wrong-size",
         lambda: unfoldconv.locally_connected(
             torch.randn(1, 3, 9, 8), torch.randn(6, 6, 4, 3, 3, 3)
         ),
-        "out_spatial",
+        r"input of spatial size \(9, 8\) gives \(7, 6\) .*out_spatial=\(6, 6\)",
     ),
     (
         "channels",
         lambda: LocallyConnected2d(3, 4, (8, 8), 3)(torch.randn(1, 2, 8, 8)),
-        "in_channels=3",
+        r"input must have 3 channels .*got input with 2 channels",
     ),
     (
         "bias",
         lambda: unfoldconv.locally_connected(
             torch.randn(1, 3, 8, 8), torch.randn(6, 6, 4, 3, 3, 3), torch.randn(4)
         ),
-        "bias must have shape",
+        r"bias must have shape \(4, 6, 6\), got bias of shape \(4,\)",
     ),
     (
         "weight-dims",
         lambda: unfoldconv.locally_connected(torch.randn(1, 3, 8, 8), torch.randn(6, 4, 3, 3, 3)),
-        "weight must be",
+        r"weight must be \(\*out_spatial, C_out, C_in / groups, \*kernel_size\).* got weight "
+        r"of shape \(6, 4, 3, 3, 3\)",
     ),
-    ("groups", lambda: LocallyConnected2d(3, 4, (8, 8), 3, groups=2), "divisible by groups"),
-    ("no-dim", lambda: LocallyConnectedNd(3, 4, 8, 3), "dim"),
-    ("padding-mode", lambda: LocallyConnected2d(3, 4, 8, 3, padding_mode="wrap"), "padding_mode"),
-    ("too-small", lambda: LocallyConnected2d(3, 4, 2, 3), "input_size"),
+    (
+        "groups",
+        lambda: LocallyConnected2d(3, 4, (8, 8), 3, groups=2),
+        r"in_channels must be divisible by groups=2, got in_channels=3",
+    ),
+    (
+        "no-dim",
+        lambda: LocallyConnectedNd(3, 4, 8, 3),
+        r"LocallyConnectedNd needs dim .*got dim=None with input_size=8",
+    ),
+    (
+        "padding-mode",
+        lambda: LocallyConnected2d(3, 4, 8, 3, padding_mode="wrap"),
+        r"padding_mode must be one of .*got padding_mode='wrap'",
+    ),
+    (
+        "too-small",
+        lambda: LocallyConnected2d(3, 4, 2, 3),
+        r"input_size=\(2, 2\) is too small for kernel_size=\(3, 3\)",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("call", "match"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+@pytest.mark.parametrize(("call", "match"), params(BAD))
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_repr():
+    layer = LocallyConnected2d(4, 6, (8, 8), 3, padding=1, bias=False, padding_mode="circular")
+    assert repr(layer) == (
+        "LocallyConnected2d(4, 6, input_size=(8, 8), kernel_size=(3, 3), stride=(1, 1), "
+        "padding=(1, 1), bias=False, padding_mode=circular)"
+    )
+    assert repr(LocallyConnectedNd(2, 3, (5, 5, 5), 2)).endswith("stride=(1, 1, 1), dim=3)")

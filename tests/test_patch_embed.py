@@ -9,6 +9,7 @@ from torch import nn
 from torch.testing import assert_close
 
 import unfoldconv
+from tests.helpers import params
 from unfoldconv.layers import PatchEmbed
 
 TORCH_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -25,7 +26,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("spatial", "kwargs"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("spatial", "kwargs"), params(CASES))
 @pytest.mark.parametrize("flatten", [True, False])
 def test_matches_conv_twin(spatial, kwargs, flatten):
     d = len(spatial)
@@ -96,21 +97,53 @@ def test_patchify_unpatchify_invert(shape, patch_size):
 
 
 BAD = [
-    ("img-size", lambda: PatchEmbed(16, 3, 8, img_size=64)(torch.randn(1, 3, 32, 64)), "img_size"),
-    ("channels", lambda: PatchEmbed(16, 3, 8)(torch.randn(1, 4, 32, 32)), "in_channels=3"),
-    ("dims", lambda: PatchEmbed(16, 3, 8)(torch.randn(3, 32, 32)), "batched"),
-    ("patch-size", lambda: PatchEmbed(0, 3, 8), "patch_size"),
-    ("dim-mismatch", lambda: PatchEmbed((2, 2), 3, 8, dim=3), "dim=3"),
-    ("patchify-divisible", lambda: unfoldconv.patchify(torch.randn(1, 3, 10, 10), 4), "divisible"),
+    (
+        "img-size",
+        lambda: PatchEmbed(16, 3, 8, img_size=64)(torch.randn(1, 3, 32, 64)),
+        r"img_size=\(64, 64\), got input of shape \(1, 3, 32, 64\)",
+    ),
+    (
+        "channels",
+        lambda: PatchEmbed(16, 3, 8)(torch.randn(1, 4, 32, 32)),
+        r"input must have 3 channels .*got input with 4 channels",
+    ),
+    ("dim-zero", lambda: PatchEmbed(4, 3, 5, dim=0), r"dim must be positive, got dim=0"),
+    (
+        "dims",
+        lambda: PatchEmbed(16, 3, 8)(torch.randn(3, 32, 32)),
+        r"input must be batched .*got input of shape \(3, 32, 32\)",
+    ),
+    ("patch-size", lambda: PatchEmbed(0, 3, 8), r"patch_size must be positive, got patch_size=0"),
+    (
+        "dim-mismatch",
+        lambda: PatchEmbed((2, 2), 3, 8, dim=3),
+        r"size arguments of length 2 do not match dim=3 \(patch_size=\(2, 2\)",
+    ),
+    (
+        "patchify-divisible",
+        lambda: unfoldconv.patchify(torch.randn(1, 3, 10, 10), 4),
+        r"input spatial size \(10, 10\) must be divisible by patch_size=\(4, 4\)",
+    ),
     (
         "unpatchify-shape",
         lambda: unfoldconv.unpatchify(torch.randn(1, 5, 48), 4, (8, 8)),
-        "patches must be",
+        r"patches must be \(N, L=4, C \* 16\) .*got patches of shape \(1, 5, 48\)",
     ),
 ]
 
 
-@pytest.mark.parametrize(("call", "match"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+@pytest.mark.parametrize(("call", "match"), params(BAD))
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize(("spatial", "kwargs"), params(CASES))
+def test_hooks_on_proj_see_every_call(spatial, kwargs):
+    """proj runs on every route (patches, overlapping, padded): its hooks fire, with its output."""
+    layer = PatchEmbed(in_channels=3, embed_dim=8, flatten=False, **kwargs)
+    seen = []
+    layer.proj.register_forward_hook(lambda module, args, output: seen.append(output))
+    out = layer(torch.randn(2, 3, *spatial))
+    assert len(seen) == 1
+    assert seen[0] is out

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 import unfoldNd
 
+from tests.helpers import params
 from tests.reference import unfold_loop
 from unfoldconv import Unfold, unfold
 
@@ -26,9 +27,7 @@ TORCH_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "shape, kwargs", [c[1:] for c in TORCH_CASES], ids=[c[0] for c in TORCH_CASES]
-)
+@pytest.mark.parametrize("shape, kwargs", params(TORCH_CASES))
 def test_matches_torch_bit_for_bit(device, shape, kwargs):
     x = torch.randn(shape, device=device)
     assert torch.equal(unfold(x, **kwargs), F.unfold(x, **kwargs))
@@ -85,7 +84,7 @@ ND_CASES = [
 ]
 
 
-@pytest.mark.parametrize("shape, kwargs", [c[1:] for c in ND_CASES], ids=[c[0] for c in ND_CASES])
+@pytest.mark.parametrize("shape, kwargs", params(ND_CASES))
 def test_matches_loop_reference(device, shape, kwargs):
     x = torch.randn(shape, device=device, dtype=torch.float64)
     assert torch.equal(unfold(x, **kwargs), unfold_loop(x, **kwargs))
@@ -93,8 +92,7 @@ def test_matches_loop_reference(device, shape, kwargs):
 
 @pytest.mark.parametrize(
     "shape, kwargs",
-    [c[1:] for c in ND_CASES if len(c[1]) <= 5],
-    ids=[c[0] for c in ND_CASES if len(c[1]) <= 5],
+    params([c for c in ND_CASES if len(c[1]) <= 5]),
 )
 def test_matches_unfoldNd(device, shape, kwargs):
     x = torch.randn(shape, device=device)
@@ -128,7 +126,7 @@ LAYOUTS = [
 ]
 
 
-@pytest.mark.parametrize("make", [c[1] for c in LAYOUTS], ids=[c[0] for c in LAYOUTS])
+@pytest.mark.parametrize("make", params(LAYOUTS))
 def test_memory_layouts(device, make):
     x = make(torch.randn(2, 3, 8, 7, device=device))
     assert torch.equal(

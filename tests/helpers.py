@@ -1,0 +1,54 @@
+"""Helpers shared by the test files: case tables, layer comparisons, torch's ModuleInfo inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+
+def params(rows):
+    """Table rows ``(id, *values)`` as ``pytest.param(*values, id=id)`` for ``parametrize``."""
+    return [pytest.param(*row[1:], id=row[0]) for row in rows]
+
+
+def as_tuple(value, d):
+    """An int size as a d-tuple; a sequence as a tuple."""
+    return (value,) * d if isinstance(value, int) else tuple(value)
+
+
+def compare_layers(native, ours, x, **forward_kwargs):
+    """Outputs and gradients of input, weight and bias agree (float64: default tolerances)."""
+    x_native = x.clone().requires_grad_(True)
+    x_ours = x.clone().requires_grad_(True)
+    expected = native(x_native, **forward_kwargs)
+    actual = ours(x_ours, **forward_kwargs)
+    assert_close(actual, expected)
+    grad = torch.randn_like(expected)
+    expected.backward(grad)
+    actual.backward(grad)
+    assert_close(x_ours.grad, x_native.grad)
+    assert_close(ours.weight.grad, native.weight.grad)
+    if native.bias is not None:
+        assert_close(ours.bias.grad, native.bias.grad)
+
+
+def module_infos(names):
+    """torch's own ``ModuleInfo`` entries whose name is in ``names``."""
+    from torch.testing._internal.common_modules import module_db
+
+    return [info for info in module_db if info.name in set(names)]
+
+
+def check_module_db_inputs(info, ours_cls):
+    """Every constructor / forward input of ``info``, CPU float64: ours equals torch's module."""
+    inputs = info.module_inputs_func(
+        info, device="cpu", dtype=torch.float64, requires_grad=False, training=True
+    )
+    assert inputs
+    for module_input in inputs:
+        args, kwargs = module_input.constructor_input.args, module_input.constructor_input.kwargs
+        native = info.module_cls(*args, **kwargs, dtype=torch.float64)
+        ours = ours_cls.from_native(native)
+        (x,) = module_input.forward_input.args
+        compare_layers(native, ours, x, **module_input.forward_input.kwargs)
