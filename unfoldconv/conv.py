@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from unfoldconv._args import (
     IntOrTuple,
@@ -59,12 +60,20 @@ def _non_overlapping_conv(
     # the windows cover grid * kernel elements per dim: drop the remainder (as a conv does)
     input = input[(..., *(slice(0, g * k) for g, k in zip(grid, kernel)))]
     # (N, C, *(g_i * k_i)) -> (N, groups, C/groups, g_0, k_0, g_1, k_1, ...)
-    blocks = input.reshape(
-        n, groups, channels // groups, *(s for gk in zip(grid, kernel) for s in gk)
-    )
+    sizes = [size for pair in zip(grid, kernel) for size in pair]
+    blocks = input.reshape(n, groups, channels // groups, *sizes)
+    kernel_axes, grid_axes = range(4, 3 + 2 * d, 2), range(3, 3 + 2 * d, 2)
+    if groups == 1 and geometry.kernel_numel > 1:  # patches (ViT): token-major, one GEMM
+        # -> (N, *grid, 1, C, *kernel) -> (N, L, C*K): the tokens of unfoldconv.patchify
+        tokens = blocks.permute(0, *grid_axes, 1, 2, *kernel_axes).reshape(n, math.prod(grid), -1)
+        output = F.linear(tokens, weight.reshape(c_out, -1), bias)  # (N, L, C_out)
+        # (N, L, C_out) -> (N, C_out, *grid): a channels-last view, as torch's conv gives for
+        # channels-last input; PatchEmbed's flatten(2).transpose(1, 2) is then copy-free
+        return output.transpose(1, 2).unflatten(2, grid)
     # -> (N, groups, C/groups, *kernel, *grid) -> (N, groups, C/groups * K, L)
-    order = (0, 1, 2, *range(4, 3 + 2 * d, 2), *range(3, 3 + 2 * d, 2))
-    columns = blocks.permute(order).reshape(n, groups, -1, math.prod(grid))
+    columns = blocks.permute(0, 1, 2, *kernel_axes, *grid_axes).reshape(
+        n, groups, -1, math.prod(grid)
+    )
     kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
     # einsum, not a broadcast matmul: the weight gradient of a broadcast matmul is built per
     # sample, (N, g, C_out/g, C/g*K), before it is summed (1.6x native's peak at batch 256)
