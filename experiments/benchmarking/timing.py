@@ -1,8 +1,8 @@
 """How a case is measured: time with ``torch.utils.benchmark``, peak memory, one :class:`Row` each.
 
-Every implementation of a case is timed side by side in the same process (median of blocked
-runs), forward and forward+backward, after one warm-up call; ratios are taken between the
-implementations of the same case, so machine noise mostly cancels.
+Every implementation of a case is timed side by side in the same process (median of at least
+four blocked runs, see :func:`time_ms`), forward and forward+backward, after one warm-up call;
+ratios are taken between the implementations of the same case, so machine noise mostly cancels.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over one call, minus what was
 allocated before it. On CPU, one call runs under ``torch.profiler`` with ``profile_memory=True``;
@@ -17,8 +17,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from benchmarking.cases import MODES, Case, Thunk
 from torch.utils import benchmark
+
+from benchmarking.cases import MODES, Case, Thunk
 
 
 @dataclass
@@ -42,9 +43,18 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_ms(thunk: Thunk, min_run_time: float, num_threads: int) -> float:
-    """Median time of ``thunk`` in milliseconds (``torch.utils.benchmark``)."""
+    """Median time of ``thunk`` in milliseconds.
+
+    ``torch.utils.benchmark``'s ``adaptive_autorange``: at least 4 timed blocks and
+    ``min_run_time`` seconds, then more until their spread (IQR / median) is under 10% or
+    ``10 * min_run_time`` seconds have passed; so an op slower than ``min_run_time`` still gets a
+    median of several runs, which a busy machine needs.
+    """
     timer = benchmark.Timer(stmt="thunk()", globals={"thunk": thunk}, num_threads=num_threads)
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+    measurement = timer.adaptive_autorange(
+        threshold=0.1, min_run_time=min_run_time, max_run_time=10 * min_run_time
+    )
+    return measurement.median * 1e3
 
 
 def peak_memory_mib(thunk: Thunk, device: torch.device) -> float:
