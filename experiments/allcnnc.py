@@ -2,15 +2,16 @@
 
 Run from the repository root::
 
-    python experiments/allcnnc.py                      # offline default comparison
-    python experiments/allcnnc.py --variants native unfold lc --epochs 3 --out results/x
+    python experiments/allcnnc.py                      # default comparison: native vs unfold
+    python experiments/allcnnc.py --variants native unfold lc --trainer.max_epochs=1 --out results/x
     python experiments/allcnnc.py fit --config configs/synthetic.yaml [--trainer.* ...]
     python experiments/allcnnc.py fit --config configs/deepobs_cifar100.yaml --print_config
     python experiments/allcnnc.py fit --config configs/ddp_cpu.yaml   # DDP, 2 CPU processes
 
-With no arguments (or options of its own) the script runs the comparison of
-:mod:`experiments.compare`; with a Lightning subcommand (``fit``, ``validate``, ``test``,
-``predict``) it hands over to the LightningCLI of :mod:`experiments.cli`.
+Every run goes through one LightningCLI whose defaults are ``configs/synthetic.yaml``. With a
+subcommand (``fit``, ``validate``, ``test``, ``predict``) the script is that CLI; otherwise it
+runs the default comparison (:mod:`training.compare`), which trains each variant NAME with
+``fit --config configs/synthetic.yaml --config configs/NAME.yaml`` in its own process.
 """
 
 from __future__ import annotations
@@ -18,24 +19,36 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:  # run as a script: make the ``experiments`` package importable
-    sys.path.insert(0, str(_ROOT))
+from training.allcnnc_net import copy_weights
+from training.cli import CONFIGS, SUBCOMMANDS, cli_main
+from training.compare import compare_main
+
+BASE_CONFIG = CONFIGS / "synthetic.yaml"
+VARIANTS = ("native", "unfold", "lc")
+
+
+def align(reference, model) -> None:
+    """Give ``lc``'s locally connected layer the reference's conv weights (its own init draws
+    other numbers), so that the init-time output difference measures the arithmetic."""
+    copy_weights(reference.net, model.net)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Dispatch ``argv`` (default ``sys.argv[1:]``) to the LightningCLI or the comparison."""
-    from experiments.cli import SUBCOMMANDS
-
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in SUBCOMMANDS:
-        from experiments.cli import cli_main
-
-        cli_main(argv)  # None: LightningCLI reads sys.argv itself
+        cli_main(argv, default_config=BASE_CONFIG)  # None: the CLI reads sys.argv itself
     else:
-        from experiments.compare import main as compare_main
-
-        compare_main(args)
+        compare_main(
+            args,
+            script=Path(__file__).resolve(),
+            base_config=BASE_CONFIG,
+            variant_configs={name: CONFIGS / f"{name}.yaml" for name in VARIANTS},
+            default_variants=("native", "unfold"),
+            out=Path("results/allcnnc"),
+            title="All-CNN-C: native vs unfoldconv (synthetic CIFAR-100-shaped data)",
+            align=align,
+        )
 
 
 if __name__ == "__main__":

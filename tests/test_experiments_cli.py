@@ -1,5 +1,5 @@
-"""The entry script: every config through the LightningCLI, DDP on two CPU processes, and
-the default comparison's report."""
+"""The All-CNN-C entry script: every config through the LightningCLI, the optimiser recorded in
+hparams, DDP on two CPU processes, and the default comparison's report."""
 
 from __future__ import annotations
 
@@ -11,34 +11,38 @@ from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) from anywhere
-    sys.path.insert(0, str(ROOT))
-
-from experiments.cli import cli_main  # noqa: E402
-from experiments.compare import COLUMNS  # noqa: E402
-from experiments.fake_cifar100 import make_archive  # noqa: E402
+import yaml
+from training.cli import CONFIGS, cli_main
+from training.compare import COLUMNS, compare_main
+from training.fake_cifar100 import make_archive
 
 pytestmark = [
     # cli_main(args) under pytest: Lightning warns that sys.argv holds pytest's own arguments.
     pytest.mark.filterwarnings("ignore:LightningCLI's args parameter"),
-    # lightning 2.6 on torch 2.13 uses a deprecated pytree class (not ours to fix).
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
 ]
 
+ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "allcnnc.py"
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-TINY_SYNTHETIC = [
-    "--data=experiments.data.SyntheticCIFAR100DataModule",
-    "--data.n_train=8",
-    "--data.n_val=4",
-    "--data.n_test=4",
-    "--data.batch_size=4",
-]
+BASE = CONFIGS / "synthetic.yaml"  # the entry script's default config
+TINY_SYNTHETIC = ["--data.n_train=8", "--data.n_val=4", "--data.n_test=4", "--data.batch_size=4"]
+CONV_IMPL = {"native": "native", "unfold": "unfold", "lc": "lc"}  # config -> net's conv_impl
 
 
-def run_script(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+def fabricated_cifar100(tmp_path: Path) -> list[str]:
+    """Overrides that point CIFAR100DataModule at a small fabricated archive (no download)."""
+    archive = tmp_path / "served" / "cifar-100-python.tar.gz"
+    md5 = make_archive(archive, n_train=24, n_test=8)
+    return [
+        f"--data.url={archive.as_uri()}",
+        f"--data.md5={md5}",
+        f"--data.data_dir={tmp_path / 'data'}",
+        "--data.val_size=8",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+    ]
+
+
+def run_script(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), *args],
@@ -48,75 +52,88 @@ def run_script(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.C
     return proc
 
 
-def test_there_are_all_the_configs():
-    names = {c.stem for c in CONFIGS}
-    assert names == {"synthetic", "deepobs_cifar100", "native", "unfold", "lc", "ddp_cpu"}
+# ------------------------------------------------------------------------ the configs
 
 
 @pytest.mark.parametrize(
     "config",
-    [c for c in CONFIGS if c.stem != "ddp_cpu"],
+    [c for c in sorted(CONFIGS.glob("*.yaml")) if c.stem != "ddp_cpu"],
     ids=lambda c: c.stem,
 )
 def test_fast_dev_run_every_config(config, tmp_path, monkeypatch):
-    """In-process; the DDP config runs in a subprocess in test_ddp_two_cpu_processes."""
+    """In-process, on top of the script's base config; DDP runs in test_ddp_two_cpu_processes."""
     monkeypatch.chdir(tmp_path)
-    cli = cli_main(["fit", f"--config={config}", "--trainer.fast_dev_run=true", *TINY_SYNTHETIC])
+    real_data = "training.data.CIFAR100DataModule" in config.read_text()
+    extra = fabricated_cifar100(tmp_path) if real_data else TINY_SYNTHETIC
+    cli = cli_main(
+        ["fit", f"--config={config}", "--trainer.fast_dev_run=true", *extra], default_config=BASE
+    )
     assert cli.trainer.state.finished
-    impl = config.stem if config.stem in ("native", "unfold", "lc") else "native"
-    assert cli.model.hparams.conv_impl == impl
+    assert cli.model.net.conv_impl == CONV_IMPL.get(config.stem, "native")
+    assert torch.isfinite(cli.trainer.callback_metrics["train_loss"])
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda c: c.stem)
 def test_print_config(config, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", f"--config={config}", "--print_config"])
+        cli_main(["fit", f"--config={config}", "--print_config"], default_config=BASE)
     assert exit_info.value.code in (0, None)
-    out = capsys.readouterr().out
-    assert "class_path: experiments.lit_classifier.LitClassifier" in out
-    assert "class_path: experiments.data." in out
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "training.lit_classifier.LitClassifier"
+    assert printed["model"]["init_args"]["net"]["class_path"] == "training.allcnnc_net.AllCNNC"
+    assert printed["data"]["class_path"].startswith("training.data.")
+
+
+@pytest.mark.parametrize(
+    ("configs", "overrides", "optimizer", "lr", "scheduler"),
+    [
+        pytest.param(["synthetic"], [], torch.optim.Adam, 1e-3, None, id="synthetic-adam"),
+        pytest.param(
+            ["synthetic", "lc"], ["--model.optimizer.init_args.lr=0.01"], torch.optim.Adam,
+            0.01, None, id="override-lr",
+        ),
+        pytest.param(
+            ["deepobs_cifar100", "unfold"], [], torch.optim.SGD, 0.05,
+            torch.optim.lr_scheduler.MultiStepLR, id="deepobs-sgd",
+        ),
+    ],
+)  # fmt: skip
+def test_hparams_record_the_optimizer_that_runs(configs, overrides, optimizer, lr, scheduler):
+    args = [f"--config={CONFIGS / name}.yaml" for name in configs]
+    cli = cli_main([*args, *overrides, "--trainer.logger=false"], default_config=BASE, run=False)
+    built = cli.model.configure_optimizers()
+    built_optimizer = built if scheduler is None else built["optimizer"]
+    assert type(built_optimizer) is optimizer
+    assert [g["lr"] for g in built_optimizer.param_groups] == [lr, lr]
+    assert [g["weight_decay"] for g in built_optimizer.param_groups] == [5e-4, 0.0]
+    recorded = cli.model.hparams_initial  # what the logger writes to hparams.yaml
+    assert recorded["optimizer"]["class_path"] == f"torch.optim.{optimizer.__name__}"
+    assert recorded["optimizer"]["init_args"]["lr"] == lr
+    assert "lr" not in recorded  # no learning rate of the module's own that could disagree
+    if scheduler is not None:
+        assert type(built["lr_scheduler"]["scheduler"]) is scheduler
+        assert recorded["lr_scheduler"]["init_args"]["milestones"] == [200, 250, 300]
 
 
 def test_deepobs_config_is_the_deepobs_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = cli_main([f"--config={ROOT / 'configs/deepobs_cifar100.yaml'}"], run=False)
-    cfg = cli.config
-    assert cfg.trainer.max_epochs == 350
-    assert cfg.data.class_path == "experiments.data.CIFAR100DataModule"
-    assert cfg.data.init_args.batch_size == 256
+    args = [f"--config={CONFIGS / 'deepobs_cifar100.yaml'}", "--trainer.logger=false"]
+    cfg = cli_main(args, default_config=BASE, run=False).config
+    assert cfg.trainer.max_epochs == 350 and cfg.seed_everything == 42
+    assert cfg.data.class_path == "training.data.CIFAR100DataModule"
+    assert (cfg.data.init_args.batch_size, cfg.data.init_args.augment) == (256, True)
     hp = cfg.model.init_args
-    assert (hp.lr, hp.momentum, hp.weight_decay, hp.gamma) == (0.05, 0.9, 5e-4, 0.1)
-    assert list(hp.milestones) == [200, 250, 300]
-
-
-def test_real_data_config_on_a_fabricated_archive(tmp_path, monkeypatch):
-    """The real CIFAR-100 DataModule (download, md5, augmentation) inside a Trainer."""
-    monkeypatch.chdir(tmp_path)
-    archive = tmp_path / "served" / "cifar-100-python.tar.gz"
-    md5 = make_archive(archive, n_train=24, n_test=8)
-    cli = cli_main(
-        [
-            "fit",
-            f"--config={ROOT / 'configs/deepobs_cifar100.yaml'}",
-            "--trainer.fast_dev_run=2",
-            f"--data.url={archive.as_uri()}",
-            f"--data.md5={md5}",
-            f"--data.data_dir={tmp_path / 'data'}",
-            "--data.val_size=8",
-            "--data.batch_size=4",
-            "--data.num_workers=0",
-        ]
-    )
-    assert cli.trainer.state.finished
-    assert torch.isfinite(cli.trainer.callback_metrics["train_loss_epoch"])
+    assert (hp.optimizer.init_args.lr, hp.optimizer.init_args.momentum) == (0.05, 0.9)
+    assert list(hp.lr_scheduler.init_args.milestones) == [200, 250, 300]
+    assert (hp.lr_scheduler.init_args.gamma, hp.weight_decay) == (0.1, 5e-4)
 
 
 def test_ddp_two_cpu_processes(tmp_path):
     proc = run_script(
         [
             "fit",
-            f"--config={ROOT / 'configs/ddp_cpu.yaml'}",
+            f"--config={CONFIGS / 'ddp_cpu.yaml'}",
             "--trainer.max_epochs=1",
             "--trainer.enable_progress_bar=false",
             f"--trainer.logger.init_args.save_dir={tmp_path}",
@@ -131,36 +148,54 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert any(r["val_acc"] for r in rows)
 
 
+# ------------------------------------------------------------------------ default comparison
+
+
 def test_default_run_report(tmp_path):
+    """Three variants through the same CLI and YAML as ``fit``: the table, plots and logs."""
     out = tmp_path / "results"
-    args = ["--variants", "native", "unfold", "lc", "--epochs", "1", "--n-train", "8"]
-    args += ["--n-val", "4", "--batch-size", "4", "--out", str(out), "--no-progress-bar"]
-    proc = run_script(args, cwd=tmp_path)
-    assert "| variant | time_per_epoch_s |" in proc.stdout
+    args = ["--variants", "native", "unfold", "lc", "--out", str(out), "--trainer.max_epochs=1"]
+    proc = run_script([*args, *TINY_SYNTHETIC, "--trainer.enable_progress_bar=false"], tmp_path)
+    assert "| variant | time_per_epoch_s | peak_mem_mib |" in proc.stdout
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == COLUMNS
     assert [r["variant"] for r in rows] == ["native", "unfold", "lc"]
     for r in rows:
         assert float(r["time_per_epoch_s"]) > 0 and float(r["peak_mem_mib"]) > 0
-        assert 0 <= float(r["val_acc"]) <= 1
+        assert 0 <= float(r["train_acc"]) <= 1 and 0 <= float(r["val_acc"]) <= 1
         assert float(r["max_abs_diff_init"]) < 1e-4  # float32 outputs of ~0.1 agree to ~1e-7
     assert (out / "results.md").read_text().count("\n| ") == 4  # header + 3 rows
     for name in ("curves.png", "resources.png", "native/logs/metrics.csv"):
-        assert (out / name).stat().st_size > 0
+        assert (out / name).stat().st_size > 1000 or name.endswith(".csv")
+    # each variant ran the YAML defaults: the base config, its own file, the overrides
+    base = yaml.safe_load(BASE.read_text())
+    for variant in ("native", "unfold", "lc"):
+        ran = yaml.safe_load((out / variant / "logs" / "config.yaml").read_text())
+        assert ran["model"]["init_args"]["net"]["init_args"]["conv_impl"] == variant
+        assert ran["data"]["init_args"]["signal"] == 8.0  # the data module's own default
+        assert ran["seed_everything"] == base["seed_everything"]
+        hparams = yaml.safe_load((out / variant / "logs" / "hparams.yaml").read_text())
+        assert hparams["optimizer"]["class_path"] == "torch.optim.Adam"
+        assert hparams["optimizer"]["init_args"]["lr"] == 0.001
 
 
 @pytest.mark.parametrize(
     ("args", "match"),
     [
         pytest.param(["--variants", "cuda"], "invalid choice: 'cuda'", id="variant"),
-        pytest.param(["--epochs", "0"], "expected a positive int, got '0'", id="epochs"),
-        pytest.param(["--n-train", "-5"], "expected a positive int, got '-5'", id="n-train"),
+        pytest.param(["--epochs", "3"], "unrecognized argument '--epochs'", id="not-an-override"),
     ],
 )
 def test_default_run_bad_arguments(args, match, capsys):
-    from experiments.compare import main
-
     with pytest.raises(SystemExit):
-        main(args)
+        compare_main(
+            args,
+            script=SCRIPT,
+            base_config=BASE,
+            variant_configs={"native": CONFIGS / "native.yaml"},
+            default_variants=["native"],
+            out=Path("unused"),
+            title="unused",
+        )
     assert match in capsys.readouterr().err

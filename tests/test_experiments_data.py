@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import functools
 import http.server
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) from anywhere
-    sys.path.insert(0, str(ROOT))
-
-from experiments import augment, cifar100_archive  # noqa: E402
-from experiments.data import CIFAR100DataModule, SyntheticCIFAR100DataModule  # noqa: E402
-from experiments.fake_cifar100 import make_archive  # noqa: E402
-from experiments.synthetic import make_synthetic  # noqa: E402
+from training import augment, cifar100_archive
+from training.data import CIFAR100DataModule, SyntheticCIFAR100DataModule
+from training.fake_cifar100 import make_archive
+from training.synthetic import make_synthetic
 
 # ------------------------------------------------------------------------ synthetic data
 
@@ -47,9 +41,13 @@ def test_synthetic_classes_are_separable():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        pytest.param({"n": 0}, r"n: expected a positive int, got 0", id="n-zero"),
+        pytest.param({"n": 0}, r"n: expected an int >= 1, got 0", id="n-zero"),
         pytest.param({"n": 4, "num_classes": -1}, r"num_classes: .* got -1", id="classes-neg"),
-        pytest.param({"n": 4, "noise": -1.0}, r"noise: expected a non-negative", id="noise-neg"),
+        pytest.param(
+            {"n": 4, "noise": -1.0},
+            r"noise: expected a non-negative float, got -1.0",
+            id="noise-neg",
+        ),
     ],
 )
 def test_synthetic_bad_arguments(kwargs, match):
@@ -58,16 +56,37 @@ def test_synthetic_bad_arguments(kwargs, match):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "error", "match"),
     [
-        pytest.param({"n_train": 0}, r"n_train: expected a positive int, got 0", id="n_train"),
-        pytest.param({"n_val": -3}, r"n_val: expected a positive int, got -3", id="n_val"),
-        pytest.param({"batch_size": 0}, r"batch_size: expected a positive int", id="batch"),
-        pytest.param({"num_workers": -1}, r"num_workers: expected an int >= 0", id="workers"),
+        pytest.param(
+            {"n_train": 0}, ValueError, r"n_train: expected an int >= 1, got 0", id="n_train"
+        ),
+        pytest.param({"n_val": -3}, ValueError, r"n_val: expected an int >= 1, got -3", id="n_val"),
+        pytest.param(
+            {"batch_size": 0}, ValueError, r"batch_size: expected an int >= 1, got 0", id="batch"
+        ),
+        pytest.param(
+            {"batch_size": 2.0},
+            TypeError,
+            r"batch_size: expected an int >= 1, got 2.0",
+            id="batch-float",
+        ),
+        pytest.param(
+            {"num_workers": -1},
+            ValueError,
+            r"num_workers: expected an int >= 0, got -1",
+            id="workers",
+        ),
+        pytest.param(
+            {"seed": 0, "n_test": True},
+            TypeError,
+            r"n_test: expected an int >= 1, got True",
+            id="n_test-bool",
+        ),
     ],
 )
-def test_synthetic_datamodule_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_synthetic_datamodule_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
         SyntheticCIFAR100DataModule(**kwargs)
 
 

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import functools
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) from anywhere
-    sys.path.insert(0, str(ROOT))
-
-from experiments.allcnnc_net import AllCNNC  # noqa: E402
-from experiments.lit_classifier import LitClassifier, param_groups  # noqa: E402
-from experiments.report import copy_weights  # noqa: E402
+from training.allcnnc_net import AllCNNC, conv_layer_shapes, copy_weights
+from training.lit_classifier import LitClassifier, param_groups
 
 
 def build(conv_impl: str, seed: int = 0) -> AllCNNC:
@@ -22,14 +15,7 @@ def build(conv_impl: str, seed: int = 0) -> AllCNNC:
     return AllCNNC(conv_impl=conv_impl)
 
 
-@pytest.mark.parametrize(
-    "conv_impl",
-    [
-        "native",
-        "unfold",
-        "lc",
-    ],
-)
+@pytest.mark.parametrize("conv_impl", ["native", "unfold", "lc"])
 def test_output_shape_and_deepobs_init(conv_impl):
     net = build(conv_impl)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 100)
@@ -76,8 +62,12 @@ def test_lc_layer_shapes():
             id="conv-impl",
         ),
         pytest.param(
-            {"num_classes": 0}, ValueError, r"num_classes: expected a positive int, got 0",
+            {"num_classes": 0}, ValueError, r"num_classes: expected an int >= 1, got 0",
             id="num-classes",
+        ),
+        pytest.param(
+            {"num_classes": 10.0}, TypeError, r"num_classes: expected an int >= 1, got 10.0",
+            id="num-classes-float",
         ),
     ],
 )  # fmt: skip
@@ -86,17 +76,37 @@ def test_bad_arguments(kwargs, error, match):
         AllCNNC(**kwargs)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        pytest.param({"lr": 0.0}, r"lr: expected a positive float, got 0.0", id="lr"),
-        pytest.param({"weight_decay": -1.0}, r"weight_decay: expected a float >= 0", id="wd"),
-        pytest.param({"conv_impl": "x"}, r"conv_impl: expected one of", id="conv-impl"),
-    ],
-)
-def test_lit_classifier_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        LitClassifier(**kwargs)
+def _inputs_of_weight_layers(net: AllCNNC, x: torch.Tensor) -> list[torch.Size]:
+    """The input shape each weight layer sees, recorded by running ``net.layers`` one by one."""
+    seen = []
+    for layer in net.layers:
+        if hasattr(layer, "weight"):
+            seen.append(x.shape)
+        x = layer(x)
+    return seen
+
+
+def test_conv_layer_shapes_match_a_plain_forward():
+    net = build("native").eval()
+    inputs = _inputs_of_weight_layers(net, torch.randn(1, 3, 32, 32))
+    expected = [
+        (
+            f"conv{i}",
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size[0],
+            layer.stride[0],
+            layer.padding[0],
+            shape[-1],
+        )
+        for i, (layer, shape) in enumerate(zip(net.weight_layers(), inputs), 1)
+    ]
+    got = [
+        (s.name, s.in_channels, s.out_channels, s.kernel_size, s.stride, s.padding, s.input_size)
+        for s in conv_layer_shapes()
+    ]
+    assert got == expected
+    assert [s[-1] for s in got] == [32, 32, 33, 16, 16, 17, 8, 6, 6]  # 33, 17: TF-same padding
 
 
 @pytest.mark.parametrize("conv_impl", ["native", "lc"])
@@ -109,14 +119,50 @@ def test_weight_decay_on_weights_only(conv_impl):
     assert all(p is layer.bias for p, layer in zip(free["params"], net.weight_layers()))
 
 
-def test_default_optimizer_is_deepobs_sgd():
-    config = LitClassifier().configure_optimizers()
-    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
-    assert isinstance(opt, torch.optim.SGD)
-    assert opt.defaults["lr"] == 0.05 and opt.defaults["momentum"] == 0.9
-    assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0]
-    assert isinstance(sched, torch.optim.lr_scheduler.MultiStepLR)
-    assert dict(sched.milestones) == {200: 1, 250: 1, 300: 1} and sched.gamma == 0.1
+def _adam(params):
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        pytest.param(
+            {"net": "AllCNNC"}, TypeError, r"net: expected a torch.nn.Module, got str", id="net"
+        ),
+        pytest.param(
+            {"optimizer": 0.1},
+            TypeError,
+            r"optimizer: expected a callable, got 0.1",
+            id="optimizer",
+        ),
+        pytest.param(
+            {"weight_decay": -1.0},
+            ValueError,
+            r"weight_decay: expected a float >= 0, got -1.0",
+            id="wd",
+        ),
+    ],
+)
+def test_lit_classifier_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        LitClassifier(**{"net": AllCNNC(), "optimizer": _adam, **kwargs})
+
+
+def test_lit_classifier_optimizer_and_scheduler_as_given():
+    """Built in code: the optimiser is the callable's, weight decay on weights only, the
+    scheduler wraps it; hparams record the arguments (not the net module)."""
+    sgd = functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9)
+    step = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=3)
+    model = LitClassifier(AllCNNC(), optimizer=sgd, lr_scheduler=step, weight_decay=1e-3)
+    config = model.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["lr"] == 0.05
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [1e-3, 0.0]
+    assert (
+        isinstance(scheduler, torch.optim.lr_scheduler.StepLR) and scheduler.optimizer is optimizer
+    )
+    assert "net" not in model.hparams and model.hparams.optimizer is sgd
+    assert LitClassifier(AllCNNC(), optimizer=_adam).configure_optimizers().defaults["lr"] == 1e-3
 
 
 # ------------------------------------------------------------------ native vs unfold / lc

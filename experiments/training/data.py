@@ -12,9 +12,9 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-
-from experiments import augment, cifar100_archive
-from experiments.synthetic import check_positive_int, make_synthetic
+from training import augment, cifar100_archive
+from training.checks import check_int
+from training.synthetic import make_synthetic
 
 
 class _TensorDataModule(pl.LightningDataModule):
@@ -22,9 +22,8 @@ class _TensorDataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int, num_workers: int, seed: int) -> None:
         super().__init__()
-        check_positive_int("batch_size", batch_size)
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers: expected an int >= 0, got {num_workers!r}")
+        check_int("batch_size", batch_size, 1)
+        check_int("num_workers", num_workers, 0)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
@@ -55,7 +54,7 @@ class _TensorDataModule(pl.LightningDataModule):
 
 
 class SyntheticCIFAR100DataModule(_TensorDataModule):
-    """CIFAR-100-shaped synthetic data (see :mod:`experiments.synthetic`), built from ``seed``.
+    """CIFAR-100-shaped synthetic data (see :mod:`training.synthetic`), built from ``seed``.
 
     Args:
         n_train / n_val / n_test: number of images per split.
@@ -77,7 +76,7 @@ class SyntheticCIFAR100DataModule(_TensorDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
         for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-            check_positive_int(name, value)
+            check_int(name, value, 1)
         self.save_hyperparameters()
 
     def setup(self, stage: str | None = None) -> None:
@@ -94,7 +93,7 @@ class CIFAR100DataModule(_TensorDataModule):
     ``prepare_data`` downloads ``url`` to ``data_dir`` on first use, checks its ``md5``
     and extracts it. ``val_size`` training images (a seeded random subset) form the
     validation split; the official test set is the test split. Training batches get
-    :func:`experiments.augment.deepobs_augment` (when ``augment``); all batches are
+    :func:`training.augment.deepobs_augment` (when ``augment``); all batches are
     normalised per channel. Both run on the batch's device, after transfer.
     """
 
@@ -110,8 +109,7 @@ class CIFAR100DataModule(_TensorDataModule):
         md5: str = cifar100_archive.CIFAR100_MD5,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
-        if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0:
-            raise ValueError(f"val_size: expected an int >= 0, got {val_size!r}")
+        check_int("val_size", val_size, 0)
         self.data_dir = Path(data_dir)
         self.val_size = val_size
         self.augment = augment

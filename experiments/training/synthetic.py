@@ -15,14 +15,9 @@ from __future__ import annotations
 import math
 
 import torch
+from training.checks import check_int
 
 IMAGE_SHAPE = (3, 32, 32)
-
-
-def check_positive_int(name: str, value) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int > 0."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
 
 
 def class_parameters(num_classes: int, seed: int) -> dict[str, torch.Tensor]:
@@ -54,8 +49,8 @@ def make_synthetic(
     ``[0, num_classes)``. ``class_seed`` fixes what the classes look like (share it between
     training and validation sets); ``seed`` fixes the labels' order, phases and noise.
     """
-    check_positive_int("n", n)
-    check_positive_int("num_classes", num_classes)
+    check_int("n", n, 1)
+    check_int("num_classes", num_classes, 1)
     if not noise >= 0:
         raise ValueError(f"noise: expected a non-negative float, got {noise!r}")
     p = class_parameters(num_classes, class_seed)

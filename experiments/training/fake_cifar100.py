@@ -13,8 +13,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-
-from experiments.cifar100_archive import FOLDER, md5_of
+from training.cifar100_archive import FOLDER, md5_of
 
 
 def _pickled(obj) -> bytes:

@@ -17,15 +17,18 @@ Layers (``N`` images of ``3 x 32 x 32`` in, ``N x num_classes`` logits out)::
     (ReLU after every conv), mean over the 6 x 6 positions -> num_classes
 
 Weights are Xavier-normal, biases 0.1 (DeepOBS). The L2 penalty (5e-4, weights only) lives in
-the optimiser set-up of :mod:`experiments.lit_classifier`.
+the optimiser set-up of :mod:`training.lit_classifier`. :func:`conv_layer_shapes` reads the
+conv layers' shapes off this one definition (the benchmark measures them).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from training.checks import check_int
 
 CONV_IMPLS = ("native", "unfold", "lc")
 
@@ -44,11 +47,6 @@ def conv_classes(conv_impl: str) -> tuple[type[nn.Module], type[nn.Module]]:
     from unfoldconv.layers import Conv2d, LocallyConnected2d  # imported lazily: optional
 
     return Conv2d, (LocallyConnected2d if conv_impl == "lc" else Conv2d)
-
-
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
 
 
 def _xavier_normal_lc_(weight: torch.Tensor) -> None:
@@ -76,7 +74,7 @@ class AllCNNC(nn.Module):
 
     def __init__(self, conv_impl: str = "native", num_classes: int = 100) -> None:
         super().__init__()
-        _check_positive("num_classes", num_classes)
+        check_int("num_classes", num_classes, 1)
         conv, valid_conv = conv_classes(conv_impl)
         self.conv_impl = conv_impl
 
@@ -123,3 +121,61 @@ class AllCNNC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, 32, 32)`` images -> ``(N, num_classes)`` logits."""
         return self.layers(x).mean(dim=(2, 3))
+
+
+@torch.no_grad()
+def copy_weights(src: AllCNNC, dst: AllCNNC) -> None:
+    """Copy ``src``'s weights into ``dst``; a locally connected layer of ``dst`` gets the conv's
+    kernel and bias at every output position."""
+    for a, b in zip(src.weight_layers(), dst.weight_layers()):
+        if b.weight.dim() == a.weight.dim():
+            b.weight.copy_(a.weight)
+            b.bias.copy_(a.bias)
+        else:  # LC weight (*out_spatial, out, in, kh, kw), bias (out, *out_spatial)
+            b.weight.copy_(a.weight.expand_as(b.weight))
+            b.bias.copy_(a.bias.view(-1, 1, 1).expand_as(b.bias))
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """One conv layer of the network as it runs: ``name`` (``conv1`` .. ``conv9``), channels,
+    square ``kernel_size`` / ``stride`` / ``padding``, and the spatial ``input_size`` it sees
+    (after any explicit ``ZeroPad2d``)."""
+
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int
+    padding: int
+    input_size: int
+
+
+def conv_layer_shapes(image_size: int = 32) -> list[ConvShape]:
+    """The nine conv layers of :class:`AllCNNC` (native), input to output, traced on the meta
+    device with forward hooks, so the shapes come from the definition above and nothing else.
+
+    Example:
+        >>> [(s.name, s.in_channels, s.input_size, s.stride) for s in conv_layer_shapes()[1:3]]
+        [('conv2', 96, 32, 1), ('conv3', 96, 33, 2)]
+    """
+    net = AllCNNC("native").to("meta")
+    seen: list[ConvShape] = []
+
+    def record(layer: nn.Conv2d, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        seen.append(
+            ConvShape(
+                f"conv{len(seen) + 1}",
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel_size[0],
+                layer.stride[0],
+                layer.padding[0],
+                inputs[0].shape[-1],
+            )
+        )
+
+    for layer in net.weight_layers():
+        layer.register_forward_hook(record)
+    net(torch.empty(1, 3, image_size, image_size, device="meta"))
+    return seen
