@@ -158,7 +158,7 @@ def launch(
         ACCUMULATOR=_ACCUMULATOR[columns.dtype],
         BLOCK_ROWS=block_rows,
         BLOCK_S=block_s,
-        num_warps=_launch.NUM_WARPS,
+        **_launch.OPTIONS,
     )
 
 

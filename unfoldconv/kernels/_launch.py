@@ -1,10 +1,12 @@
-"""Launch a ``@triton.jit`` kernel in the form its tensors' device needs.
+"""What every kernel launch shares: the kernel's form per device, the tile, the index width.
 
 ``@triton.jit`` builds either a compiled kernel or, when ``TRITON_INTERPRET=1`` is set at that
 moment, an interpreted one, fixed at import. The engine decides per call instead (see
 :func:`unfoldconv._backend.use_triton`), so the launch picks the form from the device: Triton's
-interpreter for CPU tensors, the compiled kernel for GPU tensors, built once from the same
-Python function whatever the environment was at import.
+interpreter for CPU tensors, the compiled kernel for GPU tensors, both built from the same Python
+function whatever the environment was at import. For that the kernels call only Triton builtins
+(``tl.full``, not the ``@triton.jit`` helpers ``tl.zeros`` or ``tl.cdiv``, whose form is fixed at
+import too).
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ TILE = 2048
 # Widest block along the contiguous axis (one row of columns, or one sample-channel's spatial
 # positions); narrower rows stack several per program so short rows do not idle lanes.
 MAX_BLOCK = 1024
-NUM_WARPS = 4
+# Launch options of every kernel: 4 warps (see TILE); no floating multiply-add contraction (the
+# kernels only copy and add, and an explicit choice keeps Triton's default-change warning quiet).
+OPTIONS = {"num_warps": 4, "enable_fp_fusion": False}
 
 
 def tile(num_rows: int, row_length: int) -> tuple[int, int]:

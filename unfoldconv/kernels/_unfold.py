@@ -132,7 +132,7 @@ def launch(
         INDEX_64=_launch.needs_int64(input, columns),
         BLOCK_ROWS=block_rows,
         BLOCK_L=block_l,
-        num_warps=_launch.NUM_WARPS,
+        **_launch.OPTIONS,
     )
 
 
