@@ -8,15 +8,28 @@
   otherwise.
 
 The choice is read from, in order: the innermost ``with unfoldconv.backend(name):`` block, the
-environment variable ``UNFOLDCONV_BACKEND``, then ``"auto"``. Dtypes the kernels do not cover
-take the torch route on every backend (see :func:`unfoldconv.kernels.supports`).
+environment variable ``UNFOLDCONV_BACKEND``, then ``"auto"``. The ``backend()`` blocks are
+process-wide, not per thread, so a ``loss.backward()`` inside the block (which autograd runs in
+its own threads on CUDA) takes the same route as the forward.
+
+The torch route runs, whatever the choice, for:
+
+- dtypes the kernels do not cover (complex, float8, uint16/32/64; see
+  :func:`unfoldconv.kernels.supports`);
+- code traced by ``torch.compile``: the compiled graph holds the torch route, which the
+  compiler fuses and generates its own kernels for, so ``torch.compile(fullgraph=True)`` traces
+  and behaves the same under every backend;
+- tensors inside ``torch.func`` transforms (``vmap``, ``grad``, ``jvp``): the kernels see only
+  plain tensors.
+
+Autograd of every order is the same on every route: the engine's autograd functions call the
+same gather and scatter, whichever route runs them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import os
 from collections.abc import Iterator
 
@@ -66,20 +79,30 @@ def current_backend() -> str:
 
 @functools.cache
 def triton_available() -> bool:
-    """Whether Triton can be imported (it ships with CUDA builds of torch)."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether Triton imports (it ships with CUDA builds of torch)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def triton_interpreting() -> bool:
     """Whether Triton's interpreter is on (``TRITON_INTERPRET=1``): kernels run on CPU tensors."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    # the values Triton itself reads as true
+    return os.environ.get("TRITON_INTERPRET", "").lower() in ("1", "true", "on", "yes", "y")
 
 
 def use_triton(tensor: torch.Tensor) -> bool:
     """Whether the engine should run ``tensor``'s op through a Triton kernel.
 
-    Raises ``RuntimeError`` when ``"triton"`` is forced but cannot run on ``tensor``.
+    False while ``torch.compile`` traces and for tensors inside ``torch.func`` transforms (the
+    torch route runs there on every backend). Raises ``RuntimeError`` when ``"triton"`` is forced
+    but cannot run on ``tensor``: Triton missing, or a CPU tensor without ``TRITON_INTERPRET=1``,
+    or a device Triton has no kernels for.
     """
+    if torch.compiler.is_compiling() or _functorch_wrapped(tensor):
+        return False
     name = current_backend()
     if name == "torch":
         return False
@@ -90,9 +113,19 @@ def use_triton(tensor: torch.Tensor) -> bool:
             "backend 'triton' needs the triton package (it ships with CUDA builds of torch; "
             "`pip install triton` otherwise)"
         )
-    if not tensor.is_cuda and not triton_interpreting():
+    if tensor.is_cuda or (tensor.device.type == "cpu" and triton_interpreting()):
+        return True
+    if tensor.device.type == "cpu":
         raise RuntimeError(
-            f"backend 'triton' runs on CUDA tensors, or on CPU tensors with TRITON_INTERPRET=1 "
-            f"set; got a tensor on {tensor.device}"
+            "backend 'triton' runs CPU tensors only through Triton's interpreter: set "
+            "TRITON_INTERPRET=1 (meant for tests), or use backend 'auto' or 'torch' on the CPU"
         )
-    return True
+    raise RuntimeError(
+        f"backend 'triton' runs on CUDA tensors (and on CPU tensors under TRITON_INTERPRET=1), "
+        f"got a tensor on {tensor.device}; use backend 'auto' or 'torch' for it"
+    )
+
+
+def _functorch_wrapped(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is a ``torch.func`` wrapper (vmap's batched or a grad/jvp level)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(tensor)

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import torch
 
+from unfoldconv import kernels
+from unfoldconv._backend import use_triton
 from unfoldconv._geometry import Geometry
 
 
@@ -84,6 +86,8 @@ def gather(
     ``out``, if given, is a contiguous tensor of ``N * C * K * L`` elements that receives the
     columns (a reusable workspace); the result is then a view of it.
     """
+    if use_triton(input) and kernels.supports(input.dtype):
+        return kernels.unfold(input, geometry, out)
     n, c, *input_size = input.shape
     out_size = geometry.output_size(input_size)
     shape = (n, c, *geometry.kernel_size, *out_size)
@@ -123,6 +127,8 @@ def _offset_slices(
 
 def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -> torch.Tensor:
     """Fold ``(N, C * K, L)`` into ``(N, C, *input_size)``, summing overlaps in a fixed order."""
+    if use_triton(columns) and kernels.supports(columns.dtype):
+        return kernels.fold(columns, input_size, geometry)
     n = columns.shape[0]
     c = columns.shape[1] // geometry.kernel_numel
     out_size = geometry.output_size(input_size)
