@@ -260,7 +260,8 @@ def save_reconstruction_figure(
         low, high = images["input"][row].min(), images["input"][row].max()
         for column, name in enumerate(("input", "masked", "reconstruction")):
             axis = axes[row, column]
-            axis.imshow(_to_rgb(images[name][row].float().cpu(), low.cpu(), high.cpu()))
+            pixels = _to_rgb(images[name][row].float().cpu(), low.cpu(), high.cpu())
+            axis.imshow(pixels.numpy())
             axis.set_axis_off()
             if row == 0:
                 axis.set_title(name)

@@ -92,7 +92,7 @@ def make_patterns(
     frames: int | None = None,
     *,
     signal: float = 1.0,
-    noise: float = 1.0,
+    noise: float = 3.0,
     max_shift: int = 4,
     seed: int = 0,
     class_seed: int = 0,
@@ -150,7 +150,7 @@ class PatternsDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         signal: float = 1.0,
-        noise: float = 1.0,
+        noise: float = 3.0,
         max_shift: int = 4,
         seed: int = 0,
     ) -> None:
