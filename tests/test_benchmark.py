@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+
 from benchmarking.load import busy_process
 from benchmarking.run import main
 from benchmarking.tables import ratio_records, raw_records

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
 from training.cli import CONFIGS, cli_main
 from training.compare import COLUMNS, compare_main
 from training.fake_cifar100 import make_archive

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from training import augment, cifar100_archive
 from training.data import CIFAR100DataModule, SyntheticCIFAR100DataModule
 from training.fake_cifar100 import make_archive

@@ -7,8 +7,9 @@ import doctest
 import importlib
 import pkgutil
 
-import benchmarking
 import pytest
+
+import benchmarking
 import training
 
 MODULES = sorted(

@@ -6,6 +6,7 @@ import functools
 
 import pytest
 import torch
+
 from training.allcnnc_net import AllCNNC, conv_layer_shapes, copy_weights
 from training.lit_classifier import LitClassifier, param_groups
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.testing import assert_close
+
 from training.lit_mae import LitMAE, random_masking, save_reconstruction_figure, take_tokens
 from training.vit_net import build_vit
-
 from unfoldconv import patchify, unpatchify
 
 # (id, stem, img_size, patch_size, token cell = what each token reconstructs)

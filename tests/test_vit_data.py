@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from training.vit_data import PatternsDataModule, make_patterns, roll_per_sample
 
 

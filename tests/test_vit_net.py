@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
+
 from training.vit_net import STEMS, ConvStem, VisionTransformer, build_vit, make_stem
 
 # (id, img_size, patch_size): d = 1, 2 (image), 3 (video tubelets)

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from training.allcnnc_net import conv_layer_shapes
 
 import unfoldconv
+from training.allcnnc_net import conv_layer_shapes
 from unfoldconv import layers
 
 MODES = ("forward", "forward+backward")

@@ -9,7 +9,6 @@ import platform
 from pathlib import Path
 
 import torch
-from training.report import markdown_table
 
 import unfoldconv
 from benchmarking.cases import ALLCNNC_LAYERS, allcnnc_cases, optional_unfoldnd, other_cases
@@ -17,6 +16,7 @@ from benchmarking.load import busy_process
 from benchmarking.plots import plot_ratios
 from benchmarking.tables import write_tables
 from benchmarking.timing import run_case
+from training.report import markdown_table
 
 
 def parse_args(argv: list[str] | None = None, description: str = "") -> argparse.Namespace:

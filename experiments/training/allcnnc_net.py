@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
 from training.checks import check_int
 
 CONV_IMPLS = ("native", "unfold", "lc")

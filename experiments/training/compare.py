@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
 from training.cli import cli_main
 from training.report import markdown_table, plot_curves, plot_resources, write_csv
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+
 from training import augment, cifar100_archive
 from training.checks import check_int
 from training.synthetic import make_synthetic

@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+
 from training.cifar100_archive import FOLDER, md5_of
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from training.vit_net import VisionTransformer
 
+from training.vit_net import VisionTransformer
 from unfoldconv import patchify, unpatchify
 
 

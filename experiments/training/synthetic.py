@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from training.checks import check_int
 
 IMAGE_SHAPE = (3, 32, 32)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from unfoldconv._args import Geometry
+    from unfoldconv._geometry import Geometry
 
 #: The dtypes the kernels handle. Everything else (complex, float8, uint16/32/64, ...) takes
 #: the pure-torch route on every backend.

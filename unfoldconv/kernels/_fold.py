@@ -26,7 +26,7 @@ import triton.language as tl
 from unfoldconv.kernels import _launch
 
 if TYPE_CHECKING:
-    from unfoldconv._args import Geometry
+    from unfoldconv._geometry import Geometry
 
 # The accumulator of each dtype: float32 for the 16-bit floats, int32 for bool (then != 0);
 # every other dtype sums in itself, as the torch route does (integers wrap the same way).

@@ -24,7 +24,7 @@ import triton.language as tl
 from unfoldconv.kernels import _launch
 
 if TYPE_CHECKING:
-    from unfoldconv._args import Geometry
+    from unfoldconv._geometry import Geometry
 
 
 @triton.jit
