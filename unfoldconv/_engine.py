@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
-from unfoldconv import kernels
+from unfoldconv import _cpu_fold, kernels
 from unfoldconv._backend import use_triton
 from unfoldconv._geometry import Geometry
 
@@ -129,6 +129,8 @@ def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry
     """Fold ``(N, C * K, L)`` into ``(N, C, *input_size)``, summing overlaps in a fixed order."""
     if use_triton(columns) and kernels.supports(columns.dtype):
         return kernels.fold(columns, input_size, geometry)
+    if _cpu_fold.wanted(columns, input_size, geometry):
+        return _cpu_fold.fold(columns, input_size, geometry)
     n = columns.shape[0]
     c = columns.shape[1] // geometry.kernel_numel
     out_size = geometry.output_size(input_size)
