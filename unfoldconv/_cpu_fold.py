@@ -86,7 +86,7 @@ def fold(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -
     n = columns.shape[0]
     c = columns.shape[1] // geometry.kernel_numel
     rows = n * c
-    source = columns.detach().reshape(rows, -1).contiguous()
+    source = columns.detach().reshape(rows, geometry.kernel_numel * columns.shape[2]).contiguous()
     output = torch.empty((rows, math.prod(input_size)), dtype=columns.dtype)
     if output.numel():
         blocks, step = _blocks(input_size, geometry)
