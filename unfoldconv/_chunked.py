@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from unfoldconv._engine import Im2Col, gather, scatter
+from unfoldconv._engine import gather, im2col, scatter
 from unfoldconv._geometry import Geometry
 from unfoldconv.memory import default_workspace_bytes
 
@@ -76,7 +76,7 @@ def plain_conv(
     n = input.shape[0]
     out_size = geometry.output_size(input.shape[2:])
     num_blocks = math.prod(out_size)
-    columns = Im2Col.apply(input, geometry)  # (N, C*K, L)
+    columns = im2col(input, geometry)  # (N, C*K, L)
     rows = input.shape[1] * geometry.kernel_numel // groups  # C/g*K
     columns = columns.view(n, groups, rows, num_blocks)  # (N, g, C/g*K, L)
     kernels = weight.reshape(groups, weight.shape[0] // groups, rows)  # (g, C_out/g, C/g*K)
@@ -85,6 +85,22 @@ def plain_conv(
     if bias is not None:
         output = output + bias.view(1, -1, *([1] * geometry.dim))
     return output
+
+
+def takes_whole_batch(input: torch.Tensor) -> bool:
+    """Whether the chunked engines give way to their plain whole-batch form (``plain_*``).
+
+    The one routing rule of both engines: for an empty batch, while ``torch.compile`` traces
+    (the compiler plans memory itself), and inside ``torch.func`` transforms (``vmap``,
+    ``grad``, ``jacrev``, ``jvp``: they need every op to be a transformable one, and the chunked
+    loops write into ``out=`` buffers). The plain form is built from
+    :class:`~unfoldconv._engine.Im2Col` and matmul, which carry the ``torch.func`` rules.
+    """
+    return (
+        input.shape[0] == 0
+        or torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
+    )
 
 
 def needs_autograd(*tensors: torch.Tensor | None) -> bool:
@@ -138,7 +154,6 @@ class ChunkedConv(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx,
         input: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
@@ -146,9 +161,12 @@ class ChunkedConv(torch.autograd.Function):
         groups: int,
         budget: int | None,
     ) -> torch.Tensor:
-        ctx.geometry, ctx.groups, ctx.budget = geometry, groups, budget
-        ctx.save_for_backward(input, weight)
         return conv_chunks(input, weight, bias, geometry, groups, budget)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, _, ctx.geometry, ctx.groups, ctx.budget = inputs
+        ctx.save_for_backward(input, weight)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
@@ -224,7 +242,7 @@ def plain_locally_connected(
     out_size = tuple(weight.shape[:d])
     num_blocks = math.prod(out_size)
     c_out = weight.shape[d]
-    columns = Im2Col.apply(input, geometry)  # (N, C*K, L)
+    columns = im2col(input, geometry)  # (N, C*K, L)
     # (N, g, C/g*K, L) -> (L, g, N, C/g*K), contiguous so that bmm gets plain matrices
     rows = input.shape[1] * geometry.kernel_numel // groups  # C/g*K
     columns = columns.view(n, groups, rows, num_blocks).permute(3, 1, 0, 2).contiguous()
@@ -283,10 +301,13 @@ class ChunkedLocallyConnected(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, input, weight, bias, geometry, groups, budget):
-        ctx.geometry, ctx.groups, ctx.budget = geometry, groups, budget
-        ctx.save_for_backward(input, weight)
+    def forward(input, weight, bias, geometry, groups, budget):
         return locally_connected_chunks(input, weight, bias, geometry, groups, budget)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, _, ctx.geometry, ctx.groups, ctx.budget = inputs
+        ctx.save_for_backward(input, weight)
 
     @staticmethod
     def backward(ctx, grad_output):
