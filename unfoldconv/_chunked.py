@@ -3,12 +3,13 @@
 Why chunks: the columns of a whole batch are ``K`` times the input. Building them at once costs
 a fresh, page-faulted buffer on every call, and autograd would keep it alive until backward.
 Here the forward keeps only the input and the weight; it gathers ``chunk`` samples at a time into
-a workspace of at most :data:`unfoldconv.memory.DEFAULT_WORKSPACE_BYTES` (or the caller's
-``workspace_bytes``, or the size set by ``with unfoldconv.workspace(num_bytes):``), multiplies,
-and reuses the same workspace for the next chunk. Backward gathers each chunk again (for the
-weight gradient) and reuses the workspace once more for the input gradient's columns, which it
-folds back (``scatter``). The peak memory of forward + backward is the input, the output, their
-gradients and two workspaces.
+a workspace of at most the device's default (:mod:`unfoldconv.memory`: 16 MiB on the CPU, 1 GiB
+on a GPU; or the caller's ``workspace_bytes``, or the size set by
+``with unfoldconv.workspace(num_bytes):``), multiplies, and reuses the same workspace for the
+next chunk. Backward gathers each chunk again (for the weight gradient) and reuses the
+workspace once more for the input gradient's columns, which it folds back (``scatter``). The
+peak memory of forward + backward is the input, the output, their gradients and two
+workspaces.
 
 - :class:`ChunkedConv`: one kernel shared by every output position, one GEMM per chunk.
 - :class:`ChunkedLocallyConnected`: one kernel per output position, one ``bmm`` per chunk whose
@@ -33,9 +34,14 @@ from unfoldconv._geometry import Geometry
 from unfoldconv.memory import default_workspace_bytes
 
 
-def chunk_size(batch: int, sample_bytes: int, budget: int | None) -> int:
-    """How many samples' columns fit into the workspace budget (at least one)."""
-    budget = default_workspace_bytes() if budget is None else budget
+def chunk_size(
+    batch: int, sample_bytes: int, budget: int | None, device: torch.device | None = None
+) -> int:
+    """How many samples' columns fit into the workspace budget (at least one).
+
+    ``budget=None`` takes the default of ``device`` (see :mod:`unfoldconv.memory`).
+    """
+    budget = default_workspace_bytes(device) if budget is None else budget
     return max(1, min(batch, budget // max(1, sample_bytes)))
 
 
@@ -128,7 +134,7 @@ def conv_chunks(
     num_blocks = math.prod(out_size)
     rows = channels * geometry.kernel_numel  # C*K
     kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget)
+    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget, input.device)
     if chunk == n:  # one chunk: no workspace to reuse
         columns = gather(input, geometry).view(n, groups, rows // groups, num_blocks)
         output = torch.matmul(kernels, columns).view(n, c_out, num_blocks)  # (N, C_out, L)
@@ -193,7 +199,7 @@ class ChunkedConv(torch.autograd.Function):
         rows = channels * geometry.kernel_numel
         go = grad_output.contiguous().view(n, groups, c_out // groups, num_blocks)
         kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget)
+        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget, input.device)
         workspace = input.new_empty(chunk * rows * num_blocks)
         transposed = input.new_empty(workspace.numel()) if need_weight else None
         grad_input = input.new_empty(input.shape) if need_input else None
@@ -271,7 +277,7 @@ def locally_connected_chunks(
     rows = channels * geometry.kernel_numel  # C*K
     # (L*g, C_out/g, C/g*K) -> (L*g, C/g*K, C_out/g)
     kernels = weight.reshape(num_blocks * groups, c_out // groups, -1).transpose(1, 2)
-    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget)
+    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget, input.device)
     gathered = input.new_empty(chunk * rows * num_blocks)
     by_position = input.new_empty(chunk * rows * num_blocks)
     output = input.new_empty((n, c_out, num_blocks))
@@ -330,7 +336,7 @@ class ChunkedLocallyConnected(torch.autograd.Function):
         c_out = weight.shape[d]
         rows = channels * geometry.kernel_numel
         kernels = weight.reshape(num_blocks * groups, c_out // groups, -1)  # (L*g, C_out/g, C/g*K)
-        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget)
+        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget, input.device)
         gathered = input.new_empty(chunk * rows * num_blocks)
         by_position = input.new_empty(chunk * rows * num_blocks)
         grad_weight = weight.new_zeros(kernels.shape) if need_weight else None

@@ -176,7 +176,8 @@ def conv(
         dilation: spacing between kernel elements, an int or a d-tuple.
         groups: split input and output channels into this many independent groups.
         workspace_bytes: keyword-only; the column workspace of one chunk in bytes (default
-            16 MiB, or the size set by ``with unfoldconv.workspace(num_bytes):``). Smaller
+            16 MiB on the CPU and 1 GiB on a GPU, or the size set by
+            ``with unfoldconv.workspace(num_bytes):``). Smaller
             saves memory, larger makes fewer, larger matmuls; at least one sample is gathered
             at a time.
 
