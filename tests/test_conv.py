@@ -11,7 +11,9 @@ from torch.testing import assert_close
 import unfoldconv
 from tests.helpers import check_module_db_inputs, compare_layers, module_infos, params
 from unfoldconv import workspace
+from unfoldconv._chunked import chunk_size
 from unfoldconv.layers import Conv1d, Conv2d, Conv3d, ConvNd
+from unfoldconv.memory import default_workspace_bytes
 
 TORCH_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 TORCH_LAYER = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -83,6 +85,19 @@ def test_functional_chunking_and_context_manager(workspace_bytes):
     assert_close(out, expected)
     with workspace(workspace_bytes):
         assert_close(unfoldconv.conv(x, w, stride=2, padding=1, groups=2), expected)
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [("cpu", 16), ("cuda", 100), ("cuda:1", 100)],  # 1 MiB per sample: 16 MiB vs 1 GiB default
+)
+def test_default_workspace_depends_on_the_device(device, expected):
+    """The CPU chunks at 16 MiB, a GPU takes the whole batch up to 1 GiB; workspace() rules all."""
+    assert chunk_size(100, 2**20, None, torch.device(device)) == expected
+    assert chunk_size(100, 2**20, 5 * 2**20, torch.device(device)) == 5  # the caller's budget
+    with workspace(3 * 2**20):
+        assert chunk_size(100, 2**20, None, torch.device(device)) == 3
+    assert default_workspace_bytes(torch.device(device)) == {16: 2**24, 100: 2**30}[expected]
 
 
 def test_float32_channels_last_and_empty_batch():

@@ -3,12 +3,13 @@
 Why chunks: the columns of a whole batch are ``K`` times the input. Building them at once costs
 a fresh, page-faulted buffer on every call, and autograd would keep it alive until backward.
 Here the forward keeps only the input and the weight; it gathers ``chunk`` samples at a time into
-a workspace of at most :data:`unfoldconv.memory.DEFAULT_WORKSPACE_BYTES` (or the caller's
-``workspace_bytes``, or the size set by ``with unfoldconv.workspace(num_bytes):``), multiplies,
-and reuses the same workspace for the next chunk. Backward gathers each chunk again (for the
-weight gradient) and reuses the workspace once more for the input gradient's columns, which it
-folds back (``scatter``). The peak memory of forward + backward is the input, the output, their
-gradients and two workspaces.
+a workspace of at most the device's default (:mod:`unfoldconv.memory`: 16 MiB on the CPU, 1 GiB
+on a GPU; or the caller's ``workspace_bytes``, or the size set by
+``with unfoldconv.workspace(num_bytes):``), multiplies, and reuses the same workspace for the
+next chunk. Backward gathers each chunk again (for the weight gradient) and reuses the
+workspace once more for the input gradient's columns, which it folds back (``scatter``). The
+peak memory of forward + backward is the input, the output, their gradients and two
+workspaces.
 
 - :class:`ChunkedConv`: one kernel shared by every output position, one GEMM per chunk.
 - :class:`ChunkedLocallyConnected`: one kernel per output position, one ``bmm`` per chunk whose
@@ -28,14 +29,19 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from unfoldconv._engine import Im2Col, gather, scatter
+from unfoldconv._engine import gather, im2col, scatter
 from unfoldconv._geometry import Geometry
 from unfoldconv.memory import default_workspace_bytes
 
 
-def chunk_size(batch: int, sample_bytes: int, budget: int | None) -> int:
-    """How many samples' columns fit into the workspace budget (at least one)."""
-    budget = default_workspace_bytes() if budget is None else budget
+def chunk_size(
+    batch: int, sample_bytes: int, budget: int | None, device: torch.device | None = None
+) -> int:
+    """How many samples' columns fit into the workspace budget (at least one).
+
+    ``budget=None`` takes the default of ``device`` (see :mod:`unfoldconv.memory`).
+    """
+    budget = default_workspace_bytes(device) if budget is None else budget
     return max(1, min(batch, budget // max(1, sample_bytes)))
 
 
@@ -76,7 +82,7 @@ def plain_conv(
     n = input.shape[0]
     out_size = geometry.output_size(input.shape[2:])
     num_blocks = math.prod(out_size)
-    columns = Im2Col.apply(input, geometry)  # (N, C*K, L)
+    columns = im2col(input, geometry)  # (N, C*K, L)
     rows = input.shape[1] * geometry.kernel_numel // groups  # C/g*K
     columns = columns.view(n, groups, rows, num_blocks)  # (N, g, C/g*K, L)
     kernels = weight.reshape(groups, weight.shape[0] // groups, rows)  # (g, C_out/g, C/g*K)
@@ -85,6 +91,22 @@ def plain_conv(
     if bias is not None:
         output = output + bias.view(1, -1, *([1] * geometry.dim))
     return output
+
+
+def takes_whole_batch(input: torch.Tensor) -> bool:
+    """Whether the chunked engines give way to their plain whole-batch form (``plain_*``).
+
+    The one routing rule of both engines: for an empty batch, while ``torch.compile`` traces
+    (the compiler plans memory itself), and inside ``torch.func`` transforms (``vmap``,
+    ``grad``, ``jacrev``, ``jvp``: they need every op to be a transformable one, and the chunked
+    loops write into ``out=`` buffers). The plain form is built from
+    :class:`~unfoldconv._engine.Im2Col` and matmul, which carry the ``torch.func`` rules.
+    """
+    return (
+        input.shape[0] == 0
+        or torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
+    )
 
 
 def needs_autograd(*tensors: torch.Tensor | None) -> bool:
@@ -112,7 +134,7 @@ def conv_chunks(
     num_blocks = math.prod(out_size)
     rows = channels * geometry.kernel_numel  # C*K
     kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget)
+    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget, input.device)
     if chunk == n:  # one chunk: no workspace to reuse
         columns = gather(input, geometry).view(n, groups, rows // groups, num_blocks)
         output = torch.matmul(kernels, columns).view(n, c_out, num_blocks)  # (N, C_out, L)
@@ -138,7 +160,6 @@ class ChunkedConv(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx,
         input: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
@@ -146,9 +167,12 @@ class ChunkedConv(torch.autograd.Function):
         groups: int,
         budget: int | None,
     ) -> torch.Tensor:
-        ctx.geometry, ctx.groups, ctx.budget = geometry, groups, budget
-        ctx.save_for_backward(input, weight)
         return conv_chunks(input, weight, bias, geometry, groups, budget)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, _, ctx.geometry, ctx.groups, ctx.budget = inputs
+        ctx.save_for_backward(input, weight)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
@@ -175,7 +199,7 @@ class ChunkedConv(torch.autograd.Function):
         rows = channels * geometry.kernel_numel
         go = grad_output.contiguous().view(n, groups, c_out // groups, num_blocks)
         kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget)
+        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget, input.device)
         workspace = input.new_empty(chunk * rows * num_blocks)
         transposed = input.new_empty(workspace.numel()) if need_weight else None
         grad_input = input.new_empty(input.shape) if need_input else None
@@ -224,7 +248,7 @@ def plain_locally_connected(
     out_size = tuple(weight.shape[:d])
     num_blocks = math.prod(out_size)
     c_out = weight.shape[d]
-    columns = Im2Col.apply(input, geometry)  # (N, C*K, L)
+    columns = im2col(input, geometry)  # (N, C*K, L)
     # (N, g, C/g*K, L) -> (L, g, N, C/g*K), contiguous so that bmm gets plain matrices
     rows = input.shape[1] * geometry.kernel_numel // groups  # C/g*K
     columns = columns.view(n, groups, rows, num_blocks).permute(3, 1, 0, 2).contiguous()
@@ -253,7 +277,7 @@ def locally_connected_chunks(
     rows = channels * geometry.kernel_numel  # C*K
     # (L*g, C_out/g, C/g*K) -> (L*g, C/g*K, C_out/g)
     kernels = weight.reshape(num_blocks * groups, c_out // groups, -1).transpose(1, 2)
-    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget)
+    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget, input.device)
     gathered = input.new_empty(chunk * rows * num_blocks)
     by_position = input.new_empty(chunk * rows * num_blocks)
     output = input.new_empty((n, c_out, num_blocks))
@@ -283,10 +307,13 @@ class ChunkedLocallyConnected(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, input, weight, bias, geometry, groups, budget):
-        ctx.geometry, ctx.groups, ctx.budget = geometry, groups, budget
-        ctx.save_for_backward(input, weight)
+    def forward(input, weight, bias, geometry, groups, budget):
         return locally_connected_chunks(input, weight, bias, geometry, groups, budget)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, weight, _, ctx.geometry, ctx.groups, ctx.budget = inputs
+        ctx.save_for_backward(input, weight)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -309,7 +336,7 @@ class ChunkedLocallyConnected(torch.autograd.Function):
         c_out = weight.shape[d]
         rows = channels * geometry.kernel_numel
         kernels = weight.reshape(num_blocks * groups, c_out // groups, -1)  # (L*g, C_out/g, C/g*K)
-        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget)
+        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget, input.device)
         gathered = input.new_empty(chunk * rows * num_blocks)
         by_position = input.new_empty(chunk * rows * num_blocks)
         grad_weight = weight.new_zeros(kernels.shape) if need_weight else None

@@ -15,8 +15,11 @@ would land in the padding are clipped per dim, so no padded buffer is built. The
 and there are no atomics, so the result is bit-identical from run to run on every device, and
 every index is torch's own int64 tensor arithmetic: no size limit of our own.
 
-``Im2Col`` (gather) and ``Col2Im`` (scatter) are the autograd functions: the backward of each is
-the other, so gradients of every order exist.
+``Im2Col`` (gather) and ``Col2Im`` (scatter) are the autograd functions, called through
+``im2col`` and ``col2im``: the backward of each is
+the other, so gradients of every order exist; they also carry the ``torch.func`` rules (``vmap``
+and the forward-mode ``jvp``), so every op built on them works under ``vmap``, ``grad``,
+``jacrev``, ``jvp`` and ``functional_call``.
 """
 
 from __future__ import annotations
@@ -148,30 +151,102 @@ def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry
     return output
 
 
+def im2col(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Differentiable ``gather``: :class:`Im2Col`, or its jvp-free twin while Dynamo traces."""
+    if torch.compiler.is_compiling():
+        return _TracedIm2Col.apply(input, geometry)
+    return Im2Col.apply(input, geometry)
+
+
+def col2im(columns: torch.Tensor, input_size: tuple[int, ...], geometry: Geometry) -> torch.Tensor:
+    """Differentiable ``scatter``: :class:`Col2Im`, or its jvp-free twin while Dynamo traces."""
+    if torch.compiler.is_compiling():
+        return _TracedCol2Im.apply(columns, input_size, geometry)
+    return Col2Im.apply(columns, input_size, geometry)
+
+
+def _merge_vmap_dim(tensor: torch.Tensor, vmap_dim: int) -> tuple[torch.Tensor, int]:
+    """``tensor`` with ``torch.func.vmap``'s batch dim moved to the front and merged with N.
+
+    ``(..., B, ...)`` with ``N`` after the move -> ``(B * N, ...)``; also returns ``B``.
+    """
+    tensor = tensor.movedim(vmap_dim, 0)  # (B, N, ...)
+    return tensor.flatten(0, 1), tensor.shape[0]  # (B * N, ...)
+
+
 class Im2Col(torch.autograd.Function):
-    """``gather`` with ``scatter`` as its backward (and vice versa, to any order)."""
+    """``gather`` with ``scatter`` as its backward (and vice versa, to any order).
+
+    Works under ``torch.func``: ``vmap`` merges the vmapped dim into the batch (the op is per
+    sample), and the forward-mode derivative (``jvp``) of this linear op is the op applied to
+    the tangent. Call it through :func:`im2col`.
+    """
 
     @staticmethod
-    def forward(ctx, input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-        ctx.geometry = geometry
-        ctx.input_size = tuple(input.shape[2:])
+    def forward(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         return gather(input, geometry)
 
     @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        input, geometry = inputs
+        ctx.geometry = geometry
+        ctx.input_size = tuple(input.shape[2:])
+
+    @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        return Col2Im.apply(grad_output, ctx.input_size, ctx.geometry), None
+        return col2im(grad_output, ctx.input_size, ctx.geometry), None
+
+    @staticmethod
+    def jvp(ctx, input_tangent: torch.Tensor, _geometry_tangent):
+        return im2col(input_tangent, ctx.geometry)
+
+    @staticmethod
+    def vmap(info, in_dims, input: torch.Tensor, geometry: Geometry):
+        if in_dims[0] is None:
+            return im2col(input, geometry), None
+        batch, vmap_size = _merge_vmap_dim(input, in_dims[0])
+        columns = im2col(batch, geometry)  # (B * N, C*K, L)
+        return columns.unflatten(0, (vmap_size, -1)), 0  # (B, N, C*K, L)
 
 
 class Col2Im(torch.autograd.Function):
-    """``scatter`` with ``gather`` as its backward (and vice versa, to any order)."""
+    """``scatter`` with ``gather`` as its backward (and vice versa, to any order).
+
+    Works under ``torch.func`` as :class:`Im2Col` does. Call it through :func:`col2im`.
+    """
 
     @staticmethod
     def forward(
-        ctx, columns: torch.Tensor, input_size: tuple[int, ...], geometry: Geometry
+        columns: torch.Tensor, input_size: tuple[int, ...], geometry: Geometry
     ) -> torch.Tensor:
-        ctx.geometry = geometry
         return scatter(columns, input_size, geometry)
 
     @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _, ctx.input_size, ctx.geometry = inputs
+
+    @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        return Im2Col.apply(grad_output, ctx.geometry), None, None
+        return im2col(grad_output, ctx.geometry), None, None
+
+    @staticmethod
+    def jvp(ctx, columns_tangent: torch.Tensor, _size_tangent, _geometry_tangent):
+        return col2im(columns_tangent, ctx.input_size, ctx.geometry)
+
+    @staticmethod
+    def vmap(info, in_dims, columns: torch.Tensor, input_size, geometry: Geometry):
+        if in_dims[0] is None:
+            return col2im(columns, input_size, geometry), None
+        batch, vmap_size = _merge_vmap_dim(columns, in_dims[0])
+        output = col2im(batch, input_size, geometry)  # (B * N, C, *spatial)
+        return output.unflatten(0, (vmap_size, -1)), 0  # (B, N, C, *spatial)
+
+
+# Dynamo cannot trace an autograd.Function with a custom jvp (it graph-breaks, so
+# ``fullgraph=True`` fails): while it traces, the twins below without one run instead.
+class _TracedIm2Col(Im2Col):
+    jvp = torch.autograd.Function.jvp
+
+
+class _TracedCol2Im(Col2Im):
+    jvp = torch.autograd.Function.jvp

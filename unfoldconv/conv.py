@@ -24,7 +24,13 @@ from unfoldconv._args import (
     make_geometry,
 )
 from unfoldconv._autocast import follows_autocast
-from unfoldconv._chunked import ChunkedConv, conv_chunks, needs_autograd, plain_conv
+from unfoldconv._chunked import (
+    ChunkedConv,
+    conv_chunks,
+    needs_autograd,
+    plain_conv,
+    takes_whole_batch,
+)
 from unfoldconv._geometry import Geometry
 
 
@@ -95,14 +101,15 @@ def conv_batch(
     """Convolution of a checked batch ``(N, C, *spatial)``; picks the cheapest engine route.
 
     - windows that tile the input (1x1 kernel, ViT patches): a rearrange and one GEMM.
-    - under ``torch.compile`` or for an empty batch: whole-batch unfold + matmul (the compiler
-      plans memory itself).
+    - for an empty batch, under ``torch.compile`` (the compiler plans memory itself) or inside
+      ``torch.func`` transforms: whole-batch unfold + matmul
+      (:func:`~unfoldconv._chunked.takes_whole_batch`).
     - otherwise: :class:`~unfoldconv._chunked.ChunkedConv` (bounded workspace, see there), or
       its forward alone when nothing needs a gradient.
     """
     if geometry.is_non_overlapping:
         return _non_overlapping_conv(input, weight, bias, geometry, groups)
-    if input.shape[0] == 0 or torch.compiler.is_compiling():
+    if takes_whole_batch(input):
         return plain_conv(input, weight, bias, geometry, groups)
     if not needs_autograd(input, weight, bias):
         return conv_chunks(input, weight, bias, geometry, groups, workspace_bytes)
@@ -169,7 +176,8 @@ def conv(
         dilation: spacing between kernel elements, an int or a d-tuple.
         groups: split input and output channels into this many independent groups.
         workspace_bytes: keyword-only; the column workspace of one chunk in bytes (default
-            16 MiB, or the size set by ``with unfoldconv.workspace(num_bytes):``). Smaller
+            16 MiB on the CPU and 1 GiB on a GPU, or the size set by
+            ``with unfoldconv.workspace(num_bytes):``). Smaller
             saves memory, larger makes fewer, larger matmuls; at least one sample is gathered
             at a time.
 

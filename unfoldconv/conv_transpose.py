@@ -23,7 +23,7 @@ from unfoldconv._args import (
     transposed_arguments,
 )
 from unfoldconv._autocast import follows_autocast
-from unfoldconv._engine import Col2Im
+from unfoldconv._engine import col2im
 from unfoldconv._geometry import Geometry
 from unfoldconv.unfold_transpose import unfold_transpose
 
@@ -73,7 +73,7 @@ def _fold_route(
     columns = torch.matmul(kernels, pixels)  # (N, g, C_out/g*K, L_in)
     geometry = Geometry(kernel_size, dilation, tuple((p, p) for p in padding), stride)
     columns = columns.reshape(n, c_out * math.prod(kernel_size), num_blocks)  # (N, C_out*K, L_in)
-    return Col2Im.apply(columns, out_size, geometry)
+    return col2im(columns, out_size, geometry)
 
 
 def _unfold_route(

@@ -16,7 +16,7 @@ from unfoldconv._args import (
     infer_dim,
     make_geometry,
 )
-from unfoldconv._engine import Col2Im
+from unfoldconv._engine import col2im
 
 
 def fold(
@@ -86,7 +86,7 @@ def fold(
             f"padding={padding!r}, stride={geometry.stride} give, got input of shape "
             f"{tuple(input.shape)}"
         )
-    output = Col2Im.apply(batch, spatial, geometry)
+    output = col2im(batch, spatial, geometry)
     return output if batched else output.squeeze(0)
 
 

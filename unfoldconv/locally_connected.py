@@ -26,6 +26,7 @@ from unfoldconv._chunked import (
     locally_connected_chunks,
     needs_autograd,
     plain_locally_connected,
+    takes_whole_batch,
 )
 from unfoldconv._geometry import Geometry
 
@@ -49,8 +50,9 @@ def locally_connected_batch(
     groups: int,
     workspace_bytes: int | None = None,
 ) -> torch.Tensor:
-    """Locally connected layer of a checked batch: chunked, or plain under ``torch.compile``."""
-    if input.shape[0] == 0 or torch.compiler.is_compiling():
+    """Locally connected layer of a checked batch: chunked, or the plain whole-batch form where
+    :func:`~unfoldconv._chunked.takes_whole_batch` says so (``torch.compile``, ``torch.func``)."""
+    if takes_whole_batch(input):
         return plain_locally_connected(input, weight, bias, geometry, groups)
     if not needs_autograd(input, weight, bias):
         return locally_connected_chunks(input, weight, bias, geometry, groups, workspace_bytes)

@@ -15,7 +15,7 @@ from unfoldconv._args import (
     input_dim,
     make_geometry,
 )
-from unfoldconv._engine import Im2Col
+from unfoldconv._engine import im2col
 
 
 def unfold(
@@ -65,7 +65,7 @@ def unfold(
     batched = check_input_dims(input, d)
     batch = input if batched else input.unsqueeze(0)
     check_window_fits(batch.shape[2:], geometry)
-    columns = Im2Col.apply(batch, geometry)
+    columns = im2col(batch, geometry)
     return columns if batched else columns.squeeze(0)
 
 

@@ -17,7 +17,7 @@ from unfoldconv._args import (
     output_padding_for,
     transposed_arguments,
 )
-from unfoldconv._engine import Im2Col
+from unfoldconv._engine import im2col
 from unfoldconv._geometry import Geometry
 
 
@@ -98,7 +98,7 @@ def unfold_transpose(
         stride=(1,) * d,
         flip=True,
     )
-    columns = Im2Col.apply(cropped, geometry)
+    columns = im2col(cropped, geometry)
     return columns if batched else columns.squeeze(0)
 
 

@@ -55,7 +55,7 @@ class ConvNd(NativeTwin, _ConvNd):
             = in_channels / groups * prod(kernel_size)``.
         bias: ``(out_channels,)``, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
         workspace_bytes: column workspace per batch chunk in bytes (``None``: the default of
-            :func:`unfoldconv.conv`, 16 MiB); the memory/speed knob.
+            :func:`unfoldconv.conv`: 16 MiB on the CPU, 1 GiB on a GPU); the memory/speed knob.
 
     Examples:
         >>> layer = ConvNd(4, 8, kernel_size=3, padding=1, dim=4)

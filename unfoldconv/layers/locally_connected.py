@@ -52,7 +52,8 @@ class LocallyConnectedNd(nn.Module):
             gives a conv weight).
         bias: ``(out_channels, *out)``, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
         output_size: ``out``, the grid of output positions.
-        workspace_bytes: column workspace per batch chunk in bytes (``None``: 16 MiB default).
+        workspace_bytes: column workspace per batch chunk in bytes (``None``: the
+            default, 16 MiB on the CPU, 1 GiB on a GPU).
 
     Examples:
         >>> layer = LocallyConnectedNd(4, 8, input_size=(8, 8), kernel_size=3)
