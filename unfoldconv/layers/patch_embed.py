@@ -86,8 +86,8 @@ class PatchEmbed(nn.Module):
 
     Args:
         patch_size: an int or a d-tuple, e.g. ``(2, 16, 16)`` for video tubelets.
-        in_channels: input channels (timm's ``in_chans`` is accepted as a keyword alias; both
-            with different values is an error).
+        in_channels: input channels (timm's ``in_chans`` is accepted as a keyword alias and
+            wins over the default 3; ``in_chans`` with another non-default value is an error).
         embed_dim: token size.
         stride: step between patches (default ``patch_size``; smaller overlaps).
         padding: zero padding of the input on both sides, an int or a d-tuple.
@@ -125,7 +125,9 @@ class PatchEmbed(nn.Module):
             1/sqrt(fan_in))``, ``fan_in = in_channels * prod(patch_size)``).
         norm: ``norm_layer(embed_dim)`` or ``nn.Identity()``.
         patch_size, stride, padding: d-tuples.
-        img_size, grid_size, num_patches: as timm (``None`` without ``img_size``).
+        img_size, grid_size, num_patches: as timm (``None`` without ``img_size``); with
+            ``dynamic_img_pad`` an ``img_size`` that is not a multiple of the patch counts its
+            padded last patch (the grid ``forward`` returns; timm's rounds down).
         flatten, output_fmt, strict_img_size, dynamic_img_pad: as timm (``output_fmt`` a str).
 
     Examples:
