@@ -27,6 +27,16 @@ CASES = [
 ]
 
 
+def _assert_same_values_and_gradients(out, expected, leaves, reference_leaves):
+    """``out == expected``, then one random output gradient gives the same leaf gradients."""
+    assert_close(out, expected)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    for leaf, reference in zip(leaves, reference_leaves, strict=True):
+        assert_close(leaf.grad, reference.grad)
+
+
 @pytest.mark.parametrize(("spatial", "kwargs"), params(CASES))
 @pytest.mark.parametrize("flatten", [True, False])
 def test_matches_conv_twin(spatial, kwargs, flatten):
@@ -41,12 +51,7 @@ def test_matches_conv_twin(spatial, kwargs, flatten):
     )  # (N, E, *grid)
     if flatten:
         expected = expected.flatten(2).transpose(1, 2)  # (N, E, *grid) -> (N, L, E)
-    assert_close(out, expected)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    expected.backward(grad)
-    assert_close(x.grad, x_ref.grad)
-    assert_close(layer.proj.weight.grad, weight.grad)
+    _assert_same_values_and_gradients(out, expected, (x, layer.proj.weight), (x_ref, weight))
 
 
 def test_timm_state_dict_names_and_norm():
@@ -278,12 +283,7 @@ def test_output_fmt_matches_twin(d, output_fmt, layout):
     else:
         expected = expected.permute(layout)
     out = layer(x)
-    assert_close(out, expected)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    expected.backward(grad)
-    assert_close(x.grad, x_ref.grad)
-    assert_close(layer.proj.weight.grad, weight.grad)
+    _assert_same_values_and_gradients(out, expected, (x, layer.proj.weight), (x_ref, weight))
 
 
 def test_default_format_and_flatten():
