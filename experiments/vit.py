@@ -19,8 +19,13 @@ network is :func:`training.vit_net.build_vit`, the data
 (:mod:`training.compare`): each stem NAME trained with
 ``fit --config configs/vit/base.yaml --config configs/vit/NAME.yaml`` in its own process, same
 seed and data order, and a table with the stem's forward + backward time
-(:class:`training.stem_timing.StemTiming`) written with the plots to ``results/vit``. For
-several devices, add Lightning's options, e.g. ``--trainer.strategy=ddp --trainer.devices=2``.
+(:class:`training.stem_timing.StemTiming`) written with the plots to ``results/vit``.
+
+Lightning's habits: a progress bar (``--trainer.enable_progress_bar=false`` turns it off), a
+CSVLogger (``metrics.csv`` beside the config as run), ``accelerator: auto`` (a GPU when there
+is one). For several devices add Lightning's options, e.g.
+``--trainer.strategy=ddp --trainer.devices=2`` (on CPU too: two processes); ``mae`` leaves the
+classifier head unused, so there use ``--trainer.strategy=ddp_find_unused_parameters_true``.
 """
 
 from __future__ import annotations

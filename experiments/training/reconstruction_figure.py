@@ -36,9 +36,10 @@ class ReconstructionFigure(pl.Callback):
                 f"ReconstructionFigure needs a training.lit_mae.LitMAE model, got "
                 f"{type(pl_module).__name__}"
             )
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
-        folder = trainer.log_dir if trainer.log_dir is not None else trainer.default_root_dir
+        folder = log_dir if log_dir is not None else trainer.default_root_dir
         path = Path(self.path) if self.path else Path(folder) / "reconstruction.png"
         input = first_val_batch(trainer, pl_module.device)
         self.written = save_reconstruction_figure(
