@@ -2,9 +2,9 @@
 
 At the end of training (before ``fit`` ends, so :class:`training.run_summary.RunSummary` picks
 it up) it takes the first validation batch, as the model sees it (moved to the device and
-through the data module's ``on_after_batch_transfer``), and times
-``net.stem(x).sum().backward()`` with :class:`torch.utils.benchmark.Timer` (which synchronises
-CUDA); the median over blocks of runs, in milliseconds, becomes ``stem_fwd_bwd_ms`` in
+through the data module's ``on_after_batch_transfer``), and times ``net.stem(x)`` and its
+backward (a fixed random output gradient) with :class:`torch.utils.benchmark.Timer` (which
+synchronises CUDA); the median over blocks of runs, in milliseconds, becomes ``stem_fwd_bwd_ms`` in
 ``trainer.callback_metrics``. Timed apart from the training loop, so it does not disturb the
 epoch times, and on the same batch size for every stem.
 """
@@ -28,9 +28,14 @@ def first_val_batch(trainer: pl.Trainer, device: torch.device) -> torch.Tensor:
 
 
 def time_forward_backward(module: torch.nn.Module, input: torch.Tensor, min_run_time: float):
-    """Median seconds of ``module(input).sum().backward()`` (gradients cleared afterwards)."""
+    """Median seconds of ``module(input)`` and its backward with a fixed random output gradient
+    (a dense one, as a network above the module sends; ``.sum()``'s would be a stride-0
+    broadcast of ones), gradients cleared afterwards."""
+    with torch.no_grad():
+        grad = torch.randn_like(module(input))
     timer = benchmark.Timer(
-        stmt="module(input).sum().backward()", globals={"module": module, "input": input}
+        stmt="torch.autograd.backward(module(input), grad)",
+        globals={"module": module, "input": input, "grad": grad, "torch": torch},
     )
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
     for parameter in module.parameters():
