@@ -74,6 +74,13 @@ def test_fast_dev_run_every_config(config, tmp_path, monkeypatch):
     assert torch.isfinite(cli.trainer.callback_metrics["train_loss"])
 
 
+def test_every_config_folder_has_a_smoke_test():
+    """configs/*.yaml run above, configs/vit/*.yaml in test_experiments_vit.py (fast_dev_run and
+    --print_config each); a new folder of configs needs its own smoke tests."""
+    folders = {c.parent.relative_to(CONFIGS).as_posix() for c in CONFIGS.rglob("*.yaml")}
+    assert folders == {".", "vit"}
+
+
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda c: c.stem)
 def test_print_config(config, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

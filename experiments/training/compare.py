@@ -10,10 +10,13 @@ and nowhere else. Written to ``out``:
 
 * ``results.csv`` / ``results.md``: per variant the median training time per epoch, peak memory
   (see :mod:`training.run_summary`), final training and validation accuracy, and
+  any ``extra_columns`` the experiment adds (scalars its callbacks put in
+  ``trainer.callback_metrics``, e.g. ``stem_fwd_bwd_ms``), and
   ``max_abs_diff_init``, the largest absolute difference of the model's outputs from the first
   variant's at initialisation (eval mode, the first validation batch; a variant whose parameters
   have other shapes first gets the first variant's weights through ``align``);
-* ``curves.png`` and ``resources.png``; ``<variant>/logs/`` (CSVLogger metrics, the config as
+* ``curves.png`` and ``resources.png`` (bars of time per epoch, peak memory and each of
+  ``extra_bars``); ``<variant>/logs/`` (CSVLogger metrics, the config as
   run, ``hparams.yaml``) and ``<variant>/summary.json``.
 """
 
@@ -31,7 +34,7 @@ from pathlib import Path
 import torch
 
 from training.cli import cli_main
-from training.report import markdown_table, plot_curves, plot_resources, write_csv
+from training.report import RESOURCE_BARS, markdown_table, plot_curves, plot_resources, write_csv
 
 COLUMNS = (
     "variant",
@@ -127,6 +130,8 @@ def compare_main(
     out: Path,
     title: str,
     align: Align | None = None,
+    extra_columns: Sequence[str] = (),
+    extra_bars: Sequence[tuple[str, str]] = (),
 ) -> list[dict]:
     """Parse ``argv``, train the chosen variants, write and print the report; return its rows.
 
@@ -139,6 +144,8 @@ def compare_main(
         out: default results folder.
         title: heading of ``results.md``.
         align: ``(first model, model)`` -> copies weights where parameter shapes differ.
+        extra_columns: summary keys shown after ``mem_over_start_mib`` in the table.
+        extra_bars: ``(summary key, label)`` pairs plotted in ``resources.png`` too.
     """
     prog = f"python {os.path.relpath(script)}"
     parser = build_parser(prog, list(variant_configs), default_variants, out)
@@ -163,12 +170,13 @@ def compare_main(
         summary = json.loads((out_dir / variant / "summary.json").read_text())
         rows.append({"variant": variant, **summary, "max_abs_diff_init": diffs[variant]})
 
-    write_csv(rows, out_dir / "results.csv", COLUMNS)
-    table = markdown_table(rows, COLUMNS)
+    columns = (*COLUMNS[:4], *extra_columns, *COLUMNS[4:])
+    write_csv(rows, out_dir / "results.csv", columns)
+    table = markdown_table(rows, columns)
     run = " ".join([prog, *(argv or [])]).strip()
     (out_dir / "results.md").write_text(f"# {title}\n\n`{run}`\n\n{table}\n")
     plot_curves(rows, out_dir / "curves.png")
-    plot_resources(rows, out_dir / "resources.png")
+    plot_resources(rows, out_dir / "resources.png", (*RESOURCE_BARS, *extra_bars))
     print("\n" + table)
     print(f"results in {out_dir}; whole run {time.perf_counter() - start:.1f} s")
     return rows

@@ -84,6 +84,8 @@ class LitMAE(pl.LightningModule):
             every epoch).
 
     Batches are ``(x, y)`` (``y`` unused) or ``x``, ``x`` ``(B, C, *spatial)``.
+    ``net.head`` takes no part in the loss: under DDP use
+    ``strategy="ddp_find_unused_parameters_true"``.
 
     Example:
         >>> from training.vit_net import build_vit

@@ -94,19 +94,22 @@ def plot_curves(rows: Sequence[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_resources(rows: Sequence[dict], path: Path) -> None:
-    """Bars: median training time per epoch and peak memory, per ``variant``."""
+RESOURCE_BARS = (("time_per_epoch_s", "time per epoch (s)"), ("peak_mem_mib", "peak memory (MiB)"))
+
+
+def plot_resources(
+    rows: Sequence[dict], path: Path, bars: Sequence[tuple[str, str]] = RESOURCE_BARS
+) -> None:
+    """One bar chart per ``(key, label)`` of ``bars`` (default: median training time per epoch
+    and peak memory), one bar per ``variant``."""
     plt = pyplot()
     if plt is None:
         return
     names = [r["variant"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, key, label in (
-        (axes[0], "time_per_epoch_s", "time per epoch (s)"),
-        (axes[1], "peak_mem_mib", "peak memory (MiB)"),
-    ):
-        bars = ax.bar(names, [r[key] for r in rows], color="C0")
-        ax.bar_label(bars, fmt="%.1f")
+    fig, axes = plt.subplots(1, len(bars), figsize=(4.5 * len(bars), 3.5), squeeze=False)
+    for ax, (key, label) in zip(axes[0], bars):
+        drawn = ax.bar(names, [r[key] for r in rows], color="C0")
+        ax.bar_label(drawn, fmt="%.3g")
         ax.set(ylabel=label, title=label)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
