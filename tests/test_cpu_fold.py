@@ -179,6 +179,8 @@ def test_switch_rule():
     assert _cpu_fold.kernel_pays_off((16, 16), stride1)
     assert not _cpu_fold.kernel_pays_off((32, 32), stride1)
     assert _cpu_fold.kernel_pays_off((32, 32), STRIDED)
+    one_offset = Geometry((1, 1), (1, 1), ((0, 0),) * 2, (1, 1))
+    assert not _cpu_fold.kernel_pays_off((6, 6), one_offset)  # 1x1: fold is one copy
 
 
 @pytest.mark.parametrize(

@@ -47,11 +47,14 @@ SERIAL_BELOW = 1 << 16
 CHUNKS_PER_THREAD = 8
 
 #: The kernel pays off where the torch route is weakest: strided folds (each ``add_`` writes a
-#: strided slice) and small images (each ``add_`` has little work for its parallel region).
-#: Measured (All-CNN-C, batch 32, experiments/benchmark.py --quick --only fold, quiet and with
-#: one busy process): the kernel wins on the stride-2 and <= 16x16 shapes both quiet and loaded;
-#: on stride-1 images of 32x32 and more (conv1, conv2, the 16^3 case) the torch route's
-#: vectorised ``add_`` is faster quiet and stays under ``F.fold`` loaded.
+#: strided slice) and small images (each ``add_`` has little work for its parallel region), with
+#: more than one kernel offset. Measured (All-CNN-C, batch 32, ``experiments/benchmark.py --only
+#: fold``, quiet and ``--load``, fold time / ``F.fold`` time; the torch route in brackets):
+#: conv3 0.53 (0.69) quiet, 0.97 (1.13) loaded; conv4 0.48 (0.50), 0.89 (1.07); conv6 0.59
+#: (0.67), 1.10 (1.98); conv7 0.56 (0.65), 0.92 (3.11). On stride-1 images of 32x32 and more
+#: (conv1, conv2, the 16^3 case) the torch route's vectorised ``add_`` is as fast quiet and
+#: stays under ``F.fold`` loaded; with one kernel offset (conv8, 1x1) fold is a single copy and
+#: the torch route wins (0.36 vs 1.08 quiet).
 SMALL_IMAGE = 256
 
 
@@ -76,8 +79,11 @@ def wanted(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry)
 
 
 def kernel_pays_off(input_size: Sequence[int], geometry: Geometry) -> bool:
-    """The measured switch rule: strided folds and small images (see :data:`SMALL_IMAGE`)."""
-    return any(s > 1 for s in geometry.stride) or math.prod(input_size) <= SMALL_IMAGE
+    """The measured switch rule: strided folds and small images, more than one kernel offset
+    (see :data:`SMALL_IMAGE`)."""
+    return geometry.kernel_numel > 1 and (
+        any(s > 1 for s in geometry.stride) or math.prod(input_size) <= SMALL_IMAGE
+    )
 
 
 def fold(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -> torch.Tensor:
