@@ -66,11 +66,11 @@ def numba_available() -> bool:
 def wanted(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -> bool:
     """Whether ``scatter`` should fold ``columns`` with the compiled kernel instead of torch."""
     return (
-        columns.device.type == "cpu"
+        not torch.compiler.is_compiling()  # first: Dynamo's strict mode bans reading .layout
+        and columns.device.type == "cpu"
         and columns.layout == torch.strided
         and columns.dtype in DTYPES
         and not (columns.requires_grad and torch.is_grad_enabled())
-        and not torch.compiler.is_compiling()
         and not _functorch_wrapped(columns)
         and current_backend() != "torch"
         and kernel_pays_off(input_size, geometry)
