@@ -45,3 +45,22 @@ def test_unfold_transpose_backward_is_its_adjoint(shape, kwargs):
     grad = torch.randn_like(out)
     (x_grad,) = torch.autograd.grad(out, x, grad)
     torch.testing.assert_close((out * grad).sum(), (x * x_grad).sum())
+
+
+def test_apply_function_is_function_apply():
+    """The direct C++ apply builds the same values, graph node and gradients (first and second
+    order) as ``Function.apply``, and hands over to it inside ``torch.func`` transforms."""
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    geometry = make_geometry(2, 3, 1, 1, 2)  # d, kernel, dilation, padding, stride
+    ours = engine.apply_function(engine.Im2Col, x, geometry)
+    reference = engine.Im2Col.apply(x, geometry)
+    assert torch.equal(ours, reference) and type(ours.grad_fn) is type(reference.grad_fn)
+    grad = torch.randn_like(ours, requires_grad=True)
+    (g_ours,) = torch.autograd.grad(ours, x, grad, create_graph=True)
+    (g_ref,) = torch.autograd.grad(reference, x, grad, create_graph=True)
+    assert torch.equal(g_ours, g_ref)
+    assert torch.equal(*(torch.autograd.grad(g.sum(), grad)[0] for g in (g_ours, g_ref)))
+    per_sample = torch.func.vmap(
+        lambda xi: engine.apply_function(engine.Im2Col, xi[None], geometry)
+    )
+    assert torch.equal(per_sample(x.detach())[:, 0], reference.detach())

@@ -31,6 +31,7 @@ from unfoldconv._chunked import (
     plain_conv,
     takes_whole_batch,
 )
+from unfoldconv._engine import apply_function
 from unfoldconv._geometry import Geometry
 
 
@@ -113,7 +114,7 @@ def conv_batch(
         return plain_conv(input, weight, bias, geometry, groups)
     if not needs_autograd(input, weight, bias):
         return conv_chunks(input, weight, bias, geometry, groups, workspace_bytes)
-    return ChunkedConv.apply(input, weight, bias, geometry, groups, workspace_bytes)
+    return apply_function(ChunkedConv, input, weight, bias, geometry, groups, workspace_bytes)
 
 
 @follows_autocast

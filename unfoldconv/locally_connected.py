@@ -28,6 +28,7 @@ from unfoldconv._chunked import (
     plain_locally_connected,
     takes_whole_batch,
 )
+from unfoldconv._engine import apply_function
 from unfoldconv._geometry import Geometry
 
 
@@ -56,7 +57,9 @@ def locally_connected_batch(
         return plain_locally_connected(input, weight, bias, geometry, groups)
     if not needs_autograd(input, weight, bias):
         return locally_connected_chunks(input, weight, bias, geometry, groups, workspace_bytes)
-    return ChunkedLocallyConnected.apply(input, weight, bias, geometry, groups, workspace_bytes)
+    return apply_function(
+        ChunkedLocallyConnected, input, weight, bias, geometry, groups, workspace_bytes
+    )
 
 
 @follows_autocast
