@@ -15,7 +15,7 @@ import yaml
 
 from training.cli import CONFIGS, cli_main
 from training.compare import COLUMNS, compare_main
-from training.fake_cifar100 import make_archive
+from training.fake_cifar100 import cli_overrides
 
 pytestmark = [
     # cli_main(args) under pytest: Lightning warns that sys.argv holds pytest's own arguments.
@@ -27,20 +27,6 @@ SCRIPT = ROOT / "experiments" / "allcnnc.py"
 BASE = CONFIGS / "synthetic.yaml"  # the entry script's default config
 TINY_SYNTHETIC = ["--data.n_train=8", "--data.n_val=4", "--data.n_test=4", "--data.batch_size=4"]
 CONV_IMPL = {"native": "native", "unfold": "unfold", "lc": "lc"}  # config -> net's conv_impl
-
-
-def fabricated_cifar100(tmp_path: Path) -> list[str]:
-    """Overrides that point CIFAR100DataModule at a small fabricated archive (no download)."""
-    archive = tmp_path / "served" / "cifar-100-python.tar.gz"
-    md5 = make_archive(archive, n_train=24, n_test=8)
-    return [
-        f"--data.url={archive.as_uri()}",
-        f"--data.md5={md5}",
-        f"--data.data_dir={tmp_path / 'data'}",
-        "--data.val_size=8",
-        "--data.batch_size=4",
-        "--data.num_workers=0",
-    ]
 
 
 def run_script(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -65,7 +51,7 @@ def test_fast_dev_run_every_config(config, tmp_path, monkeypatch):
     """In-process, on top of the script's base config; DDP runs in test_ddp_two_cpu_processes."""
     monkeypatch.chdir(tmp_path)
     real_data = "training.data.CIFAR100DataModule" in config.read_text()
-    extra = fabricated_cifar100(tmp_path) if real_data else TINY_SYNTHETIC
+    extra = cli_overrides(tmp_path) if real_data else TINY_SYNTHETIC
     cli = cli_main(
         ["fit", f"--config={config}", "--trainer.fast_dev_run=true", *extra], default_config=BASE
     )

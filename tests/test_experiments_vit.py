@@ -18,7 +18,7 @@ from torch.testing import assert_close
 import vit
 from training.cli import cli_main
 from training.compare import COLUMNS
-from training.fake_cifar100 import make_archive
+from training.fake_cifar100 import cli_overrides
 from training.lit_classifier import LitClassifier
 from training.lit_mae import LitMAE
 from training.vit_net import ConvStem, build_vit
@@ -51,27 +51,13 @@ def test_every_config_is_listed():
     assert sorted(c.stem for c in CONFIGS) == sorted(EXPECTED)
 
 
-def fabricated_cifar100(tmp_path: Path) -> list[str]:
-    """Overrides that point CIFAR100DataModule at a small fabricated archive (no download)."""
-    archive = tmp_path / "served" / "cifar-100-python.tar.gz"
-    md5 = make_archive(archive, n_train=24, n_test=8)
-    return [
-        f"--data.url={archive.as_uri()}",
-        f"--data.md5={md5}",
-        f"--data.data_dir={tmp_path / 'data'}",
-        "--data.val_size=8",
-        "--data.batch_size=4",
-        "--data.num_workers=0",
-    ]
-
-
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
 def test_fast_dev_run_every_config(config, tmp_path, monkeypatch):
     """In-process, on top of configs/vit/base.yaml, with a smaller net and data."""
     monkeypatch.chdir(tmp_path)
     stem_class, d, module_class = EXPECTED[config.stem]
     real_data = "training.data.CIFAR100DataModule" in config.read_text()
-    extra = fabricated_cifar100(tmp_path) if real_data else TINY_DATA
+    extra = cli_overrides(tmp_path) if real_data else TINY_DATA
     if module_class is LitClassifier:
         extra = [*extra, "--trainer.callbacks.min_run_time=0.01"]  # StemTiming's
     cli = cli_main(

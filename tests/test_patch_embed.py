@@ -401,9 +401,10 @@ def test_set_input_size_patch_size_keeps_proj_and_hooks():
     # float32 48-term sums: a GEMM vs torch's conv
     assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
     assert seen == [(2, 4, 8, 8)]
-    overlapping = PatchEmbed(8, 3, 4, stride=4)
-    overlapping.set_input_size(patch_size=6)  # an overlapping stem keeps its stride
+    overlapping = PatchEmbed(8, 3, 4, stride=4, flatten=False)
+    overlapping.set_input_size(patch_size=6, img_size=32)  # keeps its stride; the grid follows
     assert (overlapping.patch_size, overlapping.stride) == ((6, 6), (4, 4))
+    assert overlapping.grid_size == (7, 7) == overlapping(torch.randn(1, 3, 32, 32)).shape[2:]
 
 
 @pytest.mark.parametrize(
@@ -488,6 +489,14 @@ OPTION_BAD = [
         ValueError,
         r"patch_size must be an int or a tuple of 2 ints .*patch_size=\(4, 4, 4\)",
     ),
+    (
+        "strict-not-bool",
+        lambda: PatchEmbed(8, strict_img_size="no"),
+        TypeError,
+        r"strict_img_size must be a bool, got strict_img_size='no' \(str\)",
+    ),
+    ("pad-not-bool", lambda: PatchEmbed(8, dynamic_img_pad=1), TypeError, r"dynamic_img_pad=1"),
+    ("flatten-not-bool", lambda: PatchEmbed(8, flatten=None), TypeError, r"flatten=None"),
     (
         "feat-size",
         lambda: PatchEmbed(8).dynamic_feat_size((0, 8)),

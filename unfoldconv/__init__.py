@@ -11,6 +11,7 @@ from unfoldconv.fold import Fold, fold
 from unfoldconv.locally_connected import locally_connected
 from unfoldconv.memory import workspace
 from unfoldconv.patch import patchify, unpatchify
+from unfoldconv.resample import resample_patch_embed
 from unfoldconv.unfold import Unfold, unfold
 from unfoldconv.unfold_transpose import UnfoldTranspose, unfold_transpose
 
@@ -24,6 +25,7 @@ __all__ = [
     "fold",
     "locally_connected",
     "patchify",
+    "resample_patch_embed",
     "unfold",
     "unfold_transpose",
     "unpatchify",

@@ -52,6 +52,13 @@ def check_optional_int(name: str, value: object, minimum: int = 1) -> int | None
     return check_int(name, value, minimum)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """``value`` as a bool (``bool`` or NumPy's ``bool_``); ``TypeError`` for anything else."""
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise TypeError(f"{name} must be a bool, got {name}={value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     """``value`` if it is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:

@@ -41,3 +41,18 @@ def make_archive(path: Path, n_train: int = 40, n_test: int = 20, seed: int = 0)
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     return md5_of(path)
+
+
+def cli_overrides(folder: Path) -> list[str]:
+    """LightningCLI overrides that point ``CIFAR100DataModule`` at a fabricated archive served
+    from ``folder`` (24 training and 8 test images; nothing is downloaded)."""
+    archive = folder / "served" / "cifar-100-python.tar.gz"
+    md5 = make_archive(archive, n_train=24, n_test=8)
+    return [
+        f"--data.url={archive.as_uri()}",
+        f"--data.md5={md5}",
+        f"--data.data_dir={folder / 'data'}",
+        "--data.val_size=8",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+    ]

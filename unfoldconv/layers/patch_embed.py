@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unfoldconv._args import IntOrTuple, as_tuple, check_tensor, layer_dim
+from unfoldconv._args import IntOrTuple, as_tuple, check_bool, check_tensor, layer_dim
 from unfoldconv._geometry import Geometry
 from unfoldconv.layers.conv import ConvNd
 from unfoldconv.resample import resample_patch_embed
@@ -186,9 +186,9 @@ class PatchEmbed(nn.Module):
             self.flatten, self.output_fmt = False, output_fmt
         else:
             self._layout = (False, False)
-            self.flatten, self.output_fmt = bool(flatten), default_format(d)
-        self.strict_img_size = bool(strict_img_size)
-        self.dynamic_img_pad = bool(dynamic_img_pad)
+            self.flatten, self.output_fmt = check_bool("flatten", flatten), default_format(d)
+        self.strict_img_size = check_bool("strict_img_size", strict_img_size)
+        self.dynamic_img_pad = check_bool("dynamic_img_pad", dynamic_img_pad)
         self.proj = ConvNd(
             in_channels,
             embed_dim,
@@ -262,9 +262,11 @@ class PatchEmbed(nn.Module):
 
         A new ``patch_size`` resamples ``proj.weight`` with
         :func:`~unfoldconv.resample_patch_embed` (FlexiViT's pseudo-inverse, bicubic,
-        anti-aliased), so tokens of an image resized by ``new / old`` match the old tokens; a
-        non-overlapping stem keeps ``stride == patch_size``, an overlapping one keeps its
-        ``stride``. ``proj`` stays the same module (its hooks stay) with a new ``weight``
+        anti-aliased). A non-overlapping stem keeps ``stride == patch_size``, and its tokens of an
+        image resized by ``new / old`` then approximate the old tokens (FlexiViT). An
+        overlapping stem keeps its ``stride`` and ``padding``, so its grid changes with the
+        kernel (``grid_size`` follows; resize position embeddings to it) and no such identity
+        holds. ``proj`` stays the same module (its hooks stay) with a new ``weight``
         parameter (rebuild the optimizer, as after timm's). ``img_size=None`` keeps the current
         one; ``grid_size`` and ``num_patches`` follow.
         """
