@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -52,3 +57,16 @@ def check_module_db_inputs(info, ours_cls):
         ours = ours_cls.from_native(native)
         (x,) = module_input.forward_input.args
         compare_layers(native, ours, x, **module_input.forward_input.kwargs)
+
+
+def run_script(
+    script: Path, args: list[str], cwd: Path, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run an experiment entry ``script`` with ``args`` in a fresh interpreter; it must succeed."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc

@@ -4,15 +4,13 @@ hparams, DDP on two CPU processes, and the default comparison's report."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from tests.helpers import run_script
 from training.cli import CONFIGS, cli_main
 from training.compare import COLUMNS, compare_main
 from training.fake_cifar100 import cli_overrides
@@ -27,16 +25,6 @@ SCRIPT = ROOT / "experiments" / "allcnnc.py"
 BASE = CONFIGS / "synthetic.yaml"  # the entry script's default config
 TINY_SYNTHETIC = ["--data.n_train=8", "--data.n_val=4", "--data.n_test=4", "--data.batch_size=4"]
 CONV_IMPL = {"native": "native", "unfold": "unfold", "lc": "lc"}  # config -> net's conv_impl
-
-
-def run_script(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
 
 
 # ------------------------------------------------------------------------ the configs
@@ -125,6 +113,7 @@ def test_deepobs_config_is_the_deepobs_recipe(tmp_path, monkeypatch):
 
 def test_ddp_two_cpu_processes(tmp_path):
     proc = run_script(
+        SCRIPT,
         [
             "fit",
             f"--config={CONFIGS / 'ddp_cpu.yaml'}",
@@ -149,7 +138,8 @@ def test_default_run_report(tmp_path):
     """Three variants through the same CLI and YAML as ``fit``: the table, plots and logs."""
     out = tmp_path / "results"
     args = ["--variants", "native", "unfold", "lc", "--out", str(out), "--trainer.max_epochs=1"]
-    proc = run_script([*args, *TINY_SYNTHETIC, "--trainer.enable_progress_bar=false"], tmp_path)
+    args = [*args, *TINY_SYNTHETIC, "--trainer.enable_progress_bar=false"]
+    proc = run_script(SCRIPT, args, tmp_path)
     assert "| variant | time_per_epoch_s | peak_mem_mib |" in proc.stdout
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))

@@ -5,7 +5,6 @@ and the default comparison's report."""
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 from torch.testing import assert_close
 
 import vit
+from tests.helpers import run_script
 from training.cli import cli_main
 from training.compare import COLUMNS
 from training.fake_cifar100 import cli_overrides
@@ -204,21 +204,11 @@ def test_default_run_report(tmp_path, monkeypatch, capsys):
             assert any(r["val_acc"] for r in csv.DictReader(f))
 
 
-def run_script(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
 @pytest.mark.slow
 def test_default_run_learns_with_every_stem(tmp_path):
     """The real default (no overrides): every stem well above chance (10 classes)."""
     out = tmp_path / "results"
-    run_script(["--out", str(out), "--trainer.enable_progress_bar=false"], tmp_path)
+    run_script(SCRIPT, ["--out", str(out), "--trainer.enable_progress_bar=false"], tmp_path)
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["variant"] for r in rows] == list(vit.VARIANTS)
@@ -232,11 +222,11 @@ def test_ddp_two_cpu_processes(tmp_path):
     common = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.max_epochs=1",
               "--trainer.enable_progress_bar=false", *TINY_DATA, *TINY_NET]  # fmt: skip
     save = f"--trainer.logger.init_args.save_dir={tmp_path}"
-    proc = run_script(["fit", "--trainer.strategy=ddp", save, *common], tmp_path)
+    proc = run_script(SCRIPT, ["fit", "--trainer.strategy=ddp", save, *common], tmp_path)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stdout + proc.stderr
     with open(tmp_path / "vit" / "version_0" / "metrics.csv") as f:
         assert any(r["val_acc"] for r in csv.DictReader(f))
     strategy = "--trainer.strategy=ddp_find_unused_parameters_true"
-    proc = run_script(["mae", strategy, save, *common], tmp_path)
+    proc = run_script(SCRIPT, ["mae", strategy, save, *common], tmp_path)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stdout + proc.stderr
     assert (tmp_path / "mae" / "logs" / "reconstruction.png").stat().st_size > 1000
