@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from unfoldconv._args import as_tuple, check_choice
+
 #: ``F.interpolate`` modes accepted as ``interpolation`` (each is separable, so a d-dim resize
 #: is the Kronecker product of d 1-d resizes)
 INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
@@ -54,22 +56,8 @@ def _check_arguments(
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a floating-point tensor, got dtype={weight.dtype}")
     d = weight.dim() - 2
-    if isinstance(new_size, int) and not isinstance(new_size, bool):
-        new_size = (new_size,) * d
-    if not isinstance(new_size, Sequence) or isinstance(new_size, str):
-        raise TypeError(f"new_size must be an int or a sequence of ints, got {new_size!r}")
-    new_size = tuple(new_size)
-    if len(new_size) != d:
-        raise ValueError(
-            f"new_size must have {d} entries, one per patch dim of weight of shape "
-            f"{tuple(weight.shape)}, got new_size={new_size}"
-        )
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in new_size):
-        raise ValueError(f"new_size must be positive ints, got new_size={new_size}")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(
-            f"interpolation must be one of {INTERPOLATIONS}, got interpolation={interpolation!r}"
-        )
+    new_size = as_tuple("new_size", new_size, d, minimum=1)  # one entry per patch dim
+    check_choice("interpolation", interpolation, INTERPOLATIONS)
     if antialias and interpolation not in ANTIALIASED:
         raise ValueError(
             f"antialias=True needs interpolation in {ANTIALIASED} (as F.interpolate), got "
