@@ -9,8 +9,13 @@ stride phase ``r = shift mod s``: with ``P_r`` the prefix sums of ``x[r::s]`` al
 the sum is ``P_r[hi] - P_r[lo]`` (indices clamped to the input: zero padding adds nothing). So
 each dim costs one pass (the ``s`` phases together cover the tensor once) and then ``k``
 differences, and it shrinks that dim from ``n`` to ``k`` entries before the next dim is summed:
-the first pass over the input is nearly the whole cost. No buffer is larger than the input
-(the prefix sums of one phase are ``1/s`` of the tensor they scan).
+the first pass over the input is nearly the whole cost.
+
+The prefix sums are only needed at the window ends, and a conv's windows cover nearly the
+whole axis (they miss ``(k - 1) * dil / s`` elements at most): so ``P_r[hi] - P_r[lo]`` is
+taken as the phase's total minus its few head and tail slices (or, for a window shorter than
+what it misses, as its own sum). One read of the input in all, and no buffer larger than the
+result of summing one dim away.
 """
 
 from __future__ import annotations
@@ -57,13 +62,17 @@ def _sum_along(
             (slice(None),) * dim + (slice(None, None, stride),)
         ]
         count = strided.shape[dim]
-        prefix = torch.cumsum(strided, dim, dtype=dtype)  # prefix[m] = sum of strided[: m + 1]
+        total = None  # P_r[count]: the sum of the whole phase, one pass
         for offset, first in offsets:
             lo, hi = min(max(first, 0), count), min(max(first + out, 0), count)
-            if hi <= lo:
-                continue
             target = result.select(dim, offset)
-            target.copy_(prefix.select(dim, hi - 1))
-            if lo > 0:
-                target.sub_(prefix.select(dim, lo - 1))
+            if hi - lo <= count - (hi - lo):  # a short window: sum it
+                torch.sum(strided.narrow(dim, lo, hi - lo), dim, dtype=dtype, out=target)
+                continue
+            if total is None:
+                total = strided.sum(dim, dtype=dtype)
+            target.copy_(total)  # P[hi] - P[lo] = total - (the head before lo) - (the tail)
+            for start, length in ((0, lo), (hi, count - hi)):
+                if length:
+                    target.sub_(strided.narrow(dim, start, length).sum(dim, dtype=dtype))
     return result
