@@ -14,8 +14,10 @@ accumulates both factors over micro-batches and ranks.
 
 from unfoldconv.curvature._factors import kfac_input_factor, kfac_output_factor
 from unfoldconv.curvature._per_sample import per_sample_grad, per_sample_grad_norm
+from unfoldconv.curvature._recorder import FactorRecorder
 
 __all__ = [
+    "FactorRecorder",
     "kfac_input_factor",
     "kfac_output_factor",
     "per_sample_grad",
