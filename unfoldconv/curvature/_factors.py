@@ -193,7 +193,8 @@ def reduce_input_sum(conv: ConvInput, bias: bool) -> torch.Tensor:
     means = means / max(1, conv.num_positions)
     if bias:
         means = torch.cat([means, means.new_ones((n, groups, 1))], dim=2)  # (N, g, D + 1)
-    # (g, D', N) @ (g, N, D')
+    # (g, D', N) @ (g, N, D'): all of it; with N this small the D' x D' writes dominate, and
+    # the triangle of blocks (three passes over the result) measured 4x slower
     grouped = means.transpose(0, 1)
     return torch.bmm(grouped.transpose(1, 2), grouped)
 

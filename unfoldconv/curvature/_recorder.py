@@ -221,10 +221,12 @@ class FactorRecorder:
                 "`with recorder:` before calling factors() (forwards under no_grad, or without "
                 "a backward, record nothing)"
             )
-        return {
-            name: (sums.input_factor / sums.count, sums.output_factor.clone())
-            for name, sums in recorded.items()
-        }
+        return {  # in the module's order
+            name: (recorded[name].input_factor / recorded[name].count,
+                   recorded[name].output_factor.clone())
+            for name in self._layers
+            if name in recorded
+        }  # fmt: skip
 
     def all_reduce(self, group=None) -> None:
         """Sum every layer's sums and counts across the ranks of ``group`` (``torch.distributed``).
