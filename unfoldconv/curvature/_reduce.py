@@ -50,29 +50,47 @@ def _sum_along(
     shape = list(x.shape)
     shape[dim] = k
     result = x.new_zeros(shape, dtype=dtype)
-    by_phase: dict[int, list[tuple[int, int]]] = {}  # phase r -> [(offset, first m index)]
+    totals = None  # (..., s, ...): the total of every stride phase, from one pass
     for offset in range(k):
         shift = offset * dil - before
         phase = shift % stride
-        by_phase.setdefault(phase, []).append((offset, (shift - phase) // stride))
-    for phase, offsets in by_phase.items():
         if phase >= size:
             continue  # every index of this phase lies in the padding
+        # the phase's elements x[phase + m * s], m < count; the window takes m in [lo, hi)
         strided = x.narrow(dim, phase, size - phase)[
             (slice(None),) * dim + (slice(None, None, stride),)
         ]
         count = strided.shape[dim]
-        total = None  # P_r[count]: the sum of the whole phase, one pass
-        for offset, first in offsets:
-            lo, hi = min(max(first, 0), count), min(max(first + out, 0), count)
-            target = result.select(dim, offset)
-            if hi - lo <= count - (hi - lo):  # a short window: sum it
-                torch.sum(strided.narrow(dim, lo, hi - lo), dim, dtype=dtype, out=target)
-                continue
-            if total is None:
-                total = strided.sum(dim, dtype=dtype)
-            target.copy_(total)  # P[hi] - P[lo] = total - (the head before lo) - (the tail)
-            for start, length in ((0, lo), (hi, count - hi)):
-                if length:
-                    target.sub_(strided.narrow(dim, start, length).sum(dim, dtype=dtype))
+        first = (shift - phase) // stride
+        lo, hi = min(max(first, 0), count), min(max(first + out, 0), count)
+        target = result.select(dim, offset)
+        if hi - lo <= count - (hi - lo):  # a short window: sum it
+            torch.sum(strided.narrow(dim, lo, hi - lo), dim, dtype=dtype, out=target)
+            continue
+        if totals is None:
+            totals = _phase_totals(x, dim, stride, dtype)
+        target.copy_(totals.select(dim, phase))  # P[hi] - P[lo] = total - head - tail
+        for start, length in ((0, lo), (hi, count - hi)):
+            if length:
+                target.sub_(strided.narrow(dim, start, length).sum(dim, dtype=dtype))
     return result
+
+
+def _phase_totals(x: torch.Tensor, dim: int, stride: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(..., stride, ...)``: entry ``r`` along ``dim`` sums ``x[r::stride]`` along ``dim``.
+
+    One reduction over the view ``(..., size // s, s, ...)``, plus the last ``size % s``
+    elements (a strided slice per phase would be ``s`` slower passes).
+    """
+    size = x.shape[dim]
+    whole, rest = divmod(size, stride)
+    if whole == 0:
+        shape = list(x.shape)
+        shape[dim] = stride
+        totals = x.new_zeros(shape, dtype=dtype)
+    else:
+        totals = x.narrow(dim, 0, whole * stride).unflatten(dim, (whole, stride))
+        totals = totals.sum(dim, dtype=dtype)  # (..., s, ...)
+    if rest:
+        totals.narrow(dim, 0, rest).add_(x.narrow(dim, whole * stride, rest))
+    return totals
