@@ -58,16 +58,21 @@ def layer_cases(
     device: torch.device,
     per_sample: bool,
 ) -> list[Case]:
-    """The curvature cases of one conv layer (``d = len(spatial)``)."""
+    """The curvature cases of one conv layer (``d = len(spatial)``); tensors are made when a
+    factory is called (building the cases allocates nothing)."""
     d = len(spatial)
     kw = {"stride": stride, "padding": padding}
     unfoldNd = optional_unfoldnd()
-    generator = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(batch, c_in, *spatial, device=device, generator=generator)
-    weight = torch.randn(c_out, c_in, *(kernel,) * d, device=device, generator=generator)
-    out = CONVS[d](x[:1], weight, **kw).shape[2:]
-    grad_output = torch.randn(batch, c_out, *out, device=device, generator=generator)
+    out = [(size + 2 * padding - kernel) // stride + 1 for size in spatial]
     label = f"{name} b{batch} {c_in}->{c_out} {shape_label(spatial)} k{kernel} s{stride} p{padding}"
+
+    def tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(input, weight, grad_output)``, the same numbers for every implementation."""
+        generator = torch.Generator(device=device).manual_seed(0)
+        x = torch.randn(batch, c_in, *spatial, device=device, generator=generator)
+        weight = torch.randn(c_out, c_in, *(kernel,) * d, device=device, generator=generator)
+        grad_output = torch.randn(batch, c_out, *out, device=device, generator=generator)
+        return x, weight, grad_output
 
     def columns(x):
         if d == 2:
@@ -78,9 +83,12 @@ def layer_cases(
     unfold_name = "F.unfold" if d == 2 else "unfoldNd"
 
     def expand_ours():
+        x = tensors()[0]
         return lambda: curvature.kfac_input_factor(x, kernel, **kw)
 
     def expand_materialised():
+        x = tensors()[0]
+
         def run():
             cols = columns(x)  # (N, C*K, L)
             return torch.einsum("bik,bjk->ij", cols, cols) / (cols.shape[0] * cols.shape[2])
@@ -88,9 +96,12 @@ def layer_cases(
         return run
 
     def reduce_ours():
+        x = tensors()[0]
         return lambda: curvature.kfac_input_factor(x, kernel, mode="reduce", **kw)
 
     def reduce_materialised():
+        x = tensors()[0]
+
         def run():
             means = columns(x).mean(-1)  # (N, C*K)
             return means.T @ means / means.shape[0]
@@ -109,14 +120,20 @@ def layer_cases(
     if not per_sample:
         return cases
 
-    def opacus_grads():
+    def opacus_grads(x, grad_output):
         cols = columns(x)  # (N, C*K, L)
         return torch.einsum("noq,npq->nop", grad_output.flatten(2), cols)  # (N, C_out, C*K)
 
     def grads_ours():
+        x, _, grad_output = tensors()
         return lambda: curvature.per_sample_grad(x, grad_output, kernel, **kw)
 
+    def grads_opacus():
+        x, _, grad_output = tensors()
+        return lambda: opacus_grads(x, grad_output)
+
     def grads_vmap():
+        x, weight, grad_output = tensors()
         conv = CONVS[d]
 
         def loss(weight, x, go):
@@ -127,18 +144,21 @@ def layer_cases(
 
     impls = {OURS: thunk_factory(grads_ours)}
     if materialising:
-        impls["Opacus unfold+einsum"] = thunk_factory(lambda: opacus_grads)
+        impls["Opacus unfold+einsum"] = thunk_factory(grads_opacus)
     impls["vmap(grad(conv))"] = thunk_factory(grads_vmap)
     cases.append(Case(GROUP, label, f"grad b{batch}", impls))
 
     def norm_ours():
+        x, _, grad_output = tensors()
         return lambda: curvature.per_sample_grad_norm(x, grad_output, kernel, **kw)
+
+    def norm_materialised():
+        x, _, grad_output = tensors()
+        return lambda: opacus_grads(x, grad_output).flatten(1).norm(dim=1)
 
     impls = {OURS: thunk_factory(norm_ours)}
     if materialising:
-        impls["materialise+norm"] = thunk_factory(
-            lambda: lambda: opacus_grads().flatten(1).norm(dim=1)
-        )
+        impls["materialise+norm"] = thunk_factory(norm_materialised)
     route = "ghost" if ghost_route(c_in, c_out, kernel**d, math.prod(out)) else "direct"
     cases.append(Case(GROUP, f"{label} ({route})", f"norm b{batch}", impls))
     return cases
