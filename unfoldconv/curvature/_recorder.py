@@ -146,7 +146,8 @@ class FactorRecorder:
 
     def __enter__(self) -> FactorRecorder:
         for name, layer in self._layers.items():
-            self._handles.append(layer.register_forward_hook(self._forward_hook(name)))
+            hook = self._forward_hook(name)
+            self._handles.append(layer.register_forward_hook(hook, with_kwargs=True))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -155,10 +156,11 @@ class FactorRecorder:
         self._handles.clear()
 
     def _forward_hook(self, name: str):
-        def hook(layer: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        def hook(layer: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
             if not (torch.is_grad_enabled() and output.requires_grad):
                 return
-            input, out_shape = args[0].detach(), output.shape
+            input = args[0] if args else kwargs["input"]  # layer(x) or layer(input=x)
+            input, out_shape = input.detach(), output.shape
 
             def backward_hook(grad_output: torch.Tensor) -> None:
                 self._record(name, layer, input, out_shape, grad_output.detach())
