@@ -2,7 +2,8 @@
 routes people use today.
 
 Per All-CNN-C layer (and a 3-d volume), one :class:`~benchmarking.cases.Case` per op, with its
-series naming the op and the batch (``"A-expand b256"``), so each op gets its own summary row:
+series naming the op and the batch (``"A-expand b256"``), so each op gets its own summary row
+(the op also starts the case's name: the tables key records by group, case and mode):
 
 - ``A-expand``: :func:`~unfoldconv.curvature.kfac_input_factor` against ``F.unfold+einsum``
   (curvlinops' and BackPACK's route: the whole columns, then ``einsum("bik,bjk->ij")``) and
@@ -112,11 +113,11 @@ def layer_cases(
     impls = {OURS: thunk_factory(expand_ours)}
     if materialising:
         impls[f"{unfold_name}+einsum"] = thunk_factory(expand_materialised)
-    cases.append(Case(GROUP, label, f"A-expand b{batch}", impls))
+    cases.append(Case(GROUP, f"A-expand {label}", f"A-expand b{batch}", impls))
     impls = {OURS: thunk_factory(reduce_ours)}
     if materialising:
         impls[f"{unfold_name}+mean"] = thunk_factory(reduce_materialised)
-    cases.append(Case(GROUP, label, f"A-reduce b{batch}", impls))
+    cases.append(Case(GROUP, f"A-reduce {label}", f"A-reduce b{batch}", impls))
     if not per_sample:
         return cases
 
@@ -146,7 +147,7 @@ def layer_cases(
     if materialising:
         impls["Opacus unfold+einsum"] = thunk_factory(grads_opacus)
     impls["vmap(grad(conv))"] = thunk_factory(grads_vmap)
-    cases.append(Case(GROUP, label, f"grad b{batch}", impls))
+    cases.append(Case(GROUP, f"grad {label}", f"grad b{batch}", impls))
 
     def norm_ours():
         x, _, grad_output = tensors()
@@ -160,7 +161,7 @@ def layer_cases(
     if materialising:
         impls["materialise+norm"] = thunk_factory(norm_materialised)
     route = "ghost" if ghost_route(c_in, c_out, kernel**d, math.prod(out)) else "direct"
-    cases.append(Case(GROUP, f"{label} ({route})", f"norm b{batch}", impls))
+    cases.append(Case(GROUP, f"norm {label} ({route})", f"norm b{batch}", impls))
     return cases
 
 
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     cases = curvature_cases(device, args.batches, args.shapes.split(","), args.quick)
     if args.no_volume:
-        cases = [case for case in cases if not case.name.startswith("3d")]
+        cases = [case for case in cases if " 3d " not in case.name]
     if args.series:
         cases = [c for c in cases if c.series.startswith(tuple(args.series.split(",")))]
     print("| series | case | impl | ms | peak MiB | ours / impl (time) | impl / ours (memory) |")
