@@ -69,8 +69,8 @@ class FactorRecorder:
     (``nn.Linear``: one group), in float32 or wider, on the layer's device. With ``bias=True``
     the ones row is appended for layers that have a bias. The factors follow the gradient of
     whatever was backpropagated: for a loss that averages over the batch, ``B`` carries
-    ``1 / N²`` per sample (multiply by ``N²`` for the per-sample convention of curvlinops'
-    ``loss_average=None``). :meth:`all_reduce` sums the sums across ``torch.distributed`` ranks
+    ``1 / N²`` per sample (multiply by ``N²`` for the sum of each sample's own outer
+    products). :meth:`all_reduce` sums the sums across ``torch.distributed`` ranks
     (gloo on CPU, nccl on GPU) before they are normalised, so every rank gets the factors of the
     global batch.
 
