@@ -38,6 +38,10 @@ from unfoldconv.memory import default_workspace_bytes
 #: :func:`_add_gram`); a block is never narrower than :data:`MIN_GRAM_BLOCK` rows.
 GRAM_BLOCKS = 4
 MIN_GRAM_BLOCK = 192
+#: Expand gathers at most this many positions per chunk: beyond it the GEMM is no faster
+#: (measured on the All-CNN-C layers), so narrow layers (conv1: ``D = 27``) keep a workspace
+#: far below the default.
+MAX_CHUNK_POSITIONS = 16384
 
 
 def kfac_input_factor(
@@ -133,6 +137,8 @@ def expand_input_sum(conv: ConvInput, bias: bool, workspace_bytes: int | None) -
     factor = batch.new_zeros((groups, size, size), dtype=dtype)
     # the workspace holds the gathered columns and their group-major copy (in ``dtype``)
     budget = default_workspace_bytes(batch.device) if workspace_bytes is None else workspace_bytes
+    bytes_per_position = batch.shape[1] * conv.geometry.kernel_numel * batch.element_size()
+    budget = min(budget, MAX_CHUNK_POSITIONS * bytes_per_position)
     gathered_share = batch.element_size() / (batch.element_size() + factor.element_size())
     grouped = None
     for _, columns in column_chunks(batch, conv.geometry, max(1, int(budget * gathered_share))):
