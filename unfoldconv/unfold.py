@@ -62,7 +62,7 @@ def unfold(
     sizes = {"kernel_size": kernel_size, "dilation": dilation, "padding": padding, "stride": stride}
     d = input_dim(input, sizes)
     geometry = make_geometry(d, kernel_size, dilation, padding, stride)
-    batched = check_input_dims(input, d)
+    batched = check_input_dims(input, d, sizes=sizes)
     batch = input if batched else input.unsqueeze(0)
     check_window_fits(batch.shape[2:], geometry)
     columns = im2col(batch, geometry)

@@ -78,7 +78,7 @@ def unfold_transpose(
     kernel, step, pad, out_pad, dil = transposed_arguments(
         d, kernel_size, stride, padding, output_padding, dilation
     )
-    batched = check_input_dims(input, d)
+    batched = check_input_dims(input, d, sizes=sizes)
     batch = input if batched else input.unsqueeze(0)
     checked_transposed_output_size(batch.shape[2:], kernel, step, pad, out_pad, dil)
 
