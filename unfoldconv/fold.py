@@ -135,11 +135,24 @@ def fold(
 
 
 class Fold(nn.Module):
-    """Module form of :func:`unfoldconv.fold`; see it for arguments and shapes.
+    """Module form of :func:`unfoldconv.fold` (``nn.Fold`` for any ``d``); see it for more.
+
+    ``d`` is the length of any tuple size argument; with all-int sizes ``d = 2``, as ``nn.Fold``.
+
+    Args:
+        output_size: spatial size of the result, an int or a d-tuple.
+        kernel_size, dilation, padding, stride: as :class:`Unfold`.
+
+    Shape:
+        - Input: ``(N, C * K, L)`` or unbatched ``(C * K, L)``, ``K = prod(kernel_size)``, ``L``
+          the number of blocks of ``output_size``
+        - Output: ``(N, C, *output_size)`` or ``(C, *output_size)``
 
     Example:
         >>> Fold(output_size=(4, 4, 4), kernel_size=2, stride=2)(torch.randn(1, 8, 8)).shape
         torch.Size([1, 1, 4, 4, 4])
+        >>> Fold(output_size=4, kernel_size=2, stride=2)(torch.randn(12, 4)).shape  # unbatched
+        torch.Size([3, 4, 4])
     """
 
     def __init__(
@@ -150,6 +163,7 @@ class Fold(nn.Module):
         padding: Padding = 0,
         stride: IntOrTuple = 1,
     ) -> None:
+        """Check the arguments (see the class docstring, ``help(Fold)``)."""
         super().__init__()
         sizes = {
             "output_size": output_size,
@@ -168,6 +182,8 @@ class Fold(nn.Module):
         self.stride = stride
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The blocks ``input`` ``(N, C * K, L)`` summed into ``(N, C, *output_size)``:
+        :func:`fold`."""
         return fold(
             input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride
         )

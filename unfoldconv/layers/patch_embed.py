@@ -172,6 +172,7 @@ class PatchEmbed(nn.Module):
         strict_img_size: bool = True,
         dynamic_img_pad: bool = False,
     ) -> None:
+        """Build the layer; the arguments are in the class docstring (``help(PatchEmbed)``)."""
         super().__init__()
         if in_chans is not None:
             if in_channels not in (3, in_chans):  # 3: our default, i.e. not given
@@ -338,6 +339,8 @@ class PatchEmbed(nn.Module):
                 )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(N, L, embed_dim)`` of ``input`` ``(N, C, *spatial)`` (or the layout of
+        ``output_fmt``); see the class docstring."""
         self._check_input(input)
         end_padding = self._end_padding(input.shape[2:])
         if any(end_padding):  # F.pad lists the last dim first
