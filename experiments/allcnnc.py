@@ -41,8 +41,9 @@ All-CNN-C (DeepOBS cifar100_allcnnc) with native vs unfoldconv convolutions.
 With no subcommand: the default comparison. It trains native (torch.nn.Conv2d) and unfold
 (unfoldconv.layers.Conv2d) side by side, each in its own process, same seed and data order, for
 3 epochs on a small synthetic CIFAR-100-shaped set generated locally (no download), on the CPU
-(accelerator: auto takes a GPU if there is one); about 3-5 minutes on 2 quiet CPU cores, longer
-on a busy machine. Table and plots go to results/allcnnc/ (--out)."""
+(accelerator: auto takes a GPU if there is one): a few minutes on 2 quiet CPU cores, several
+times that on a loaded machine. Table and plots go to results/allcnnc/ (--out); for a quick
+look: --trainer.max_epochs=1."""
 
 EPILOG = f"""\
 subcommands (the LightningCLI; python experiments/allcnnc.py fit --help lists its options):

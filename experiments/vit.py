@@ -57,8 +57,8 @@ A small Vision Transformer whose stem is unfoldconv.layers.PatchEmbed.
 With no subcommand: the default comparison. It trains the stems patch (non-overlapping
 PatchEmbed), overlap (overlapping PatchEmbed) and conv (the Conv twin) side by side, each in its
 own process, same seed and data order, on synthetic 3x32x32 patterns generated locally (no
-download), on the CPU (accelerator: auto takes a GPU if there is one); about 1-2 minutes on 2
-quiet CPU cores, longer on a busy machine. Table and plots go to results/vit/ (--out)."""
+download), on the CPU (accelerator: auto takes a GPU if there is one): about a minute on 2 quiet
+CPU cores, several times that on a loaded machine. Table and plots go to results/vit/ (--out)."""
 
 EPILOG = f"""\
 subcommands (the LightningCLI; python experiments/vit.py SUBCOMMAND --help lists its options):
