@@ -6,6 +6,7 @@ import warnings
 
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
+from torch.nn.utils import parametrize
 
 from unfoldconv._args import check_bool, check_choice
 from unfoldconv.layers.conv import Conv1d, Conv2d, Conv3d, ConvNd
@@ -51,7 +52,7 @@ def _why_left(module: nn.Module, base: type[nn.Module]) -> str | None:
     kind = type(module)
     if any(isinstance(p, UninitializedParameter) for p in module.parameters(recurse=False)):
         return f"{kind.__name__}: lazy, not yet materialised (run one forward first)"
-    if kind.__name__.startswith("Parametrized"):  # torch.nn.utils.parametrize's class swap
+    if parametrize.is_parametrized(module):  # its class is swapped for a generated subclass
         return f"{kind.__name__}: parametrized (torch.nn.utils.parametrize)"
     if set(module._parameters) != {"weight", "bias"} or module._buffers or module._modules:
         extra = sorted({*module._parameters, *module._buffers, *module._modules} - {"weight"})
