@@ -340,15 +340,16 @@ def check_input_dims(
 ) -> bool:
     """Whether ``input`` is batched ``(N, C, *spatial)``; unbatched is ``(C, *spatial)``.
 
-    With ``sizes`` (the raw size arguments) the error says which of them set ``d``
-    (:func:`dim_source`; ``rule`` is what all-int sizes mean).
+    With ``sizes`` (the raw size arguments of an unfold-like op) the error says which of them
+    set ``d`` (:func:`dim_source`; ``rule`` is what all-int sizes mean); without, ``d`` is the
+    weight's (every other caller carries one).
     """
     if input.dim() == d + 2:
         return True
     if input.dim() == d + 1:
         return False
     if sizes is None:
-        source = "d is the length of the tuple size arguments, or the layer's or weight's d"
+        source = f"d = {d}, the number of spatial dims of the layer's or op's weight"
     else:
         source = dim_source(sizes, d, rule)
     raise ValueError(
