@@ -45,14 +45,14 @@ def _help_of(script: str, args: list[str], capsys) -> str:
         pytest.param(
             "vit", ["--help"],
             ["fit, validate, test, predict", "mae", "configs/vit/", "mae.yaml", "video.yaml",
-             "synthetic", "on the CPU", "minutes", "configs/vit/NAME.yaml", "results/vit",
+             "synthetic", "on the CPU", "about a minute", "configs/vit/NAME.yaml", "results/vit",
              *(config.name for config in (CONFIGS / "vit").glob("*.yaml"))],
             id="vit",
         ),
         pytest.param(
             "allcnnc", ["-h"],
             ["fit, validate, test, predict", "configs/", "synthetic.yaml", "lc.yaml",
-             "synthetic CIFAR-100-shaped", "on the CPU", "minutes", "configs/NAME.yaml"],
+             "synthetic CIFAR-100-shaped", "on the CPU", "a few minutes", "configs/NAME.yaml"],
             id="allcnnc",
         ),
         pytest.param("vit", ["mae", "--help"], ["--trainer.max_epochs"], id="vit-mae"),
