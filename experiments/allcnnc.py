@@ -20,11 +20,39 @@ import sys
 from pathlib import Path
 
 from training.allcnnc_net import copy_weights
-from training.cli import CONFIGS, SUBCOMMANDS, cli_main
-from training.compare import compare_main
+from training.cli import (
+    CONFIGS,
+    HELP_FLAGS,
+    SUBCOMMANDS,
+    cli_main,
+    config_listing,
+    print_entry_help,
+)
+from training.compare import build_parser, compare_main
 
 BASE_CONFIG = CONFIGS / "synthetic.yaml"
 VARIANTS = ("native", "unfold", "lc")
+DEFAULT_VARIANTS = ("native", "unfold")
+OUT = Path("results/allcnnc")
+
+DESCRIPTION = """\
+All-CNN-C (DeepOBS cifar100_allcnnc) with native vs unfoldconv convolutions.
+
+With no subcommand: the default comparison. It trains native (torch.nn.Conv2d) and unfold
+(unfoldconv.layers.Conv2d) side by side, each in its own process, same seed and data order, for
+3 epochs on a small synthetic CIFAR-100-shaped set generated locally (no download), on the CPU
+(accelerator: auto takes a GPU if there is one): a few minutes on 2 quiet CPU cores, several
+times that on a loaded machine. Table and plots go to results/allcnnc/ (--out); for a quick
+look: --trainer.max_epochs=1."""
+
+EPILOG = f"""\
+subcommands (the LightningCLI; python experiments/allcnnc.py fit --help lists its options):
+  fit, validate, test, predict   e.g. fit --config configs/synthetic.yaml [--trainer.* ...]
+
+configs/ (synthetic.yaml is read first by every run; native/unfold/lc.yaml are the variants):
+  {config_listing(CONFIGS)}
+real CIFAR-100: fit --config configs/deepobs_cifar100.yaml (downloaded and checked on first use);
+the ViT configs in configs/vit/ belong to experiments/vit.py."""
 
 
 def align(reference, model) -> None:
@@ -38,14 +66,17 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in SUBCOMMANDS:
         cli_main(argv, default_config=BASE_CONFIG)  # None: the CLI reads sys.argv itself
+    elif any(arg in HELP_FLAGS for arg in args):
+        parser = build_parser(f"python {Path(__file__).name}", VARIANTS, DEFAULT_VARIANTS, OUT)
+        print_entry_help(parser, DESCRIPTION, EPILOG, CONFIGS)
     else:
         compare_main(
             args,
             script=Path(__file__).resolve(),
             base_config=BASE_CONFIG,
             variant_configs={name: CONFIGS / f"{name}.yaml" for name in VARIANTS},
-            default_variants=("native", "unfold"),
-            out=Path("results/allcnnc"),
+            default_variants=DEFAULT_VARIANTS,
+            out=OUT,
             title="All-CNN-C: native vs unfoldconv (synthetic CIFAR-100-shaped data)",
             align=align,
         )

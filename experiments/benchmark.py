@@ -1,4 +1,4 @@
-"""Benchmark unfoldconv's engine ops and layers against torch, ``unfoldNd`` and a memory copy.
+"""Benchmark unfoldconv's engine ops and layers against torch, unfoldNd and a memory copy.
 
 Run from the repository root::
 

@@ -165,6 +165,53 @@ CASES = [
         r"padding must be an int or a tuple of ints for a transposed op .*got padding='same'",
     ),
     (
+        "padding-tuple-sets-d",
+        lambda: unfold(X, 3, padding=(1, 1, 2, 2)),
+        ValueError,
+        r"with 4 spatial dims \(padding=\(1, 1, 2, 2\) sets d = 4 \(padding is one value per "
+        r"spatial dim, not F.pad's order\)\), got input of shape \(2, 3, 8, 8\)",
+    ),
+    (
+        "kernel-tuple-sets-d",
+        lambda: unfold(X, (3, 3, 3, 3, 3)),
+        ValueError,
+        r"with 5 spatial dims \(kernel_size=\(3, 3, 3, 3, 3\) sets d = 5\)",
+    ),
+    (
+        "transpose-stride-tuple-sets-d",
+        lambda: unfold_transpose(X, 2, stride=(2,)),
+        ValueError,
+        r"with 1 spatial dim \(stride=\(2,\) sets d = 1\), got input of shape",
+    ),
+    (
+        "fold-volume-as-image",
+        lambda: fold(unfold(torch.randn(2, 3, 8, 8, 8), 3, stride=2, padding=1), 8, 3, 1, 1, 2),
+        ValueError,
+        r"L=16 that output_size=\(8, 8\).*every size argument is an int, so d = 2 \(fold's "
+        r"default, as F.fold.*output_size=\(8, 8, 8\) \(d = 3\) gives L=64",
+    ),
+    (
+        "fold-blocks-per-dim",
+        lambda: fold(torch.randn(2, 27, 16), (9, 9), 3, stride=2, padding=1),
+        ValueError,
+        r"L=25 .*\(output_size=\(9, 9\) sets d = 2\); output_size=\(7, 7\) to \(8, 8\) "
+        r"gives L=16",
+    ),
+    (
+        "same-with-stride-says-what-to-use",
+        lambda: unfold(torch.randn(1, 2, 8, 8, 8), 3, padding="same", stride=2),
+        ValueError,
+        r"padding='same' needs stride 1 in every dim, got stride=\(2, 2, 2\); for ceil\(size "
+        r"/ stride\) outputs per dim give padding=\(1, 1, 1\)",
+    ),
+    (
+        "same-with-stride-even-kernel",
+        lambda: unfold(X, (3, 2), padding="same", stride=2),
+        ValueError,
+        r"give padding=\(1, 0\) .*exact in the dims where dilation \* \(kernel_size - 1\) is "
+        r"even; in the others pad one more at the end",
+    ),
+    (
         "module-unfold-kernel",
         lambda: Unfold(kernel_size=0),
         ValueError,

@@ -155,6 +155,25 @@ def as_tuple(name: str, value: object, d: int, minimum: int) -> tuple[int, ...]:
     return result
 
 
+def same_with_stride_message(
+    kernel_size: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...]
+) -> str:
+    """The error for ``padding="same"`` with a stride: it names the explicit padding that gives
+    ``ceil(size / stride)`` outputs per dim (TensorFlow's ``"SAME"``) instead."""
+    spans = [dil * (k - 1) for dil, k in zip(dilation, kernel_size)]
+    padding = tuple(span // 2 for span in spans)
+    message = (
+        f"padding='same' needs stride 1 in every dim, got stride={stride}; for ceil(size / "
+        f"stride) outputs per dim give padding={padding} (dilation * (kernel_size - 1) // 2)"
+    )
+    if any(span % 2 for span in spans):
+        message += (
+            ", exact in the dims where dilation * (kernel_size - 1) is even; in the others pad "
+            "one more at the end first (F.pad)"
+        )
+    return message
+
+
 def resolve_padding(
     padding: Padding,
     kernel_size: tuple[int, ...],
@@ -172,7 +191,7 @@ def resolve_padding(
             return ((0, 0),) * d
         if padding == "same":
             if any(s != 1 for s in stride):
-                raise ValueError(f"padding='same' needs stride 1 in every dim, got stride={stride}")
+                raise ValueError(same_with_stride_message(kernel_size, dilation, stride))
             totals = [dil * (k - 1) for dil, k in zip(dilation, kernel_size)]
             return tuple((total // 2, total - total // 2) for total in totals)
         raise ValueError(
@@ -290,15 +309,52 @@ def output_padding_for(
 # -- tensors -------------------------------------------------------------------------------------
 
 
-def check_input_dims(input: torch.Tensor, d: int, name: str = "input") -> bool:
-    """Whether ``input`` is batched ``(N, C, *spatial)``; unbatched is ``(C, *spatial)``."""
+def plural(count: int, noun: str) -> str:
+    """``"1 spatial dim"``, ``"2 spatial dims"``: ``count`` and ``noun``, plural unless 1."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def dim_source(sizes: Mapping[str, object], d: int, rule: str) -> str:
+    """How ``d`` was found, for an error message: the tuple size argument that set it, else
+    ``rule`` (what all-int sizes mean, e.g. ``"d = 2, as F.fold"``).
+
+    Example:
+        >>> dim_source({"kernel_size": 3, "padding": (1, 1, 2, 2)}, 4, "d = input.dim() - 2 = 2")
+        "padding=(1, 1, 2, 2) sets d = 4 (padding is one value per spatial dim, not F.pad's order)"
+    """
+    for name, value in sizes.items():
+        if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == d:
+            source = f"{name}={tuple(value)!r} sets d = {d}"
+            if name == "padding":
+                source += " (padding is one value per spatial dim, not F.pad's order)"
+            return source
+    return f"every size argument is an int, so {rule}"
+
+
+def check_input_dims(
+    input: torch.Tensor,
+    d: int,
+    name: str = "input",
+    sizes: Mapping[str, object] | None = None,
+    rule: str = "d = input.dim() - 2",
+) -> bool:
+    """Whether ``input`` is batched ``(N, C, *spatial)``; unbatched is ``(C, *spatial)``.
+
+    With ``sizes`` (the raw size arguments of an unfold-like op) the error says which of them
+    set ``d`` (:func:`dim_source`; ``rule`` is what all-int sizes mean); without, ``d`` is the
+    weight's (every other caller carries one).
+    """
     if input.dim() == d + 2:
         return True
     if input.dim() == d + 1:
         return False
+    if sizes is None:
+        source = f"d = {d}, the number of spatial dims of the layer's or op's weight"
+    else:
+        source = dim_source(sizes, d, rule)
     raise ValueError(
-        f"{name} must be (N, C, *spatial) or (C, *spatial) with {d} spatial dim(s) "
-        f"(d is taken from the size arguments), got {name} of shape {tuple(input.shape)}"
+        f"{name} must be (N, C, *spatial) or (C, *spatial) with {plural(d, 'spatial dim')} "
+        f"({source}), got {name} of shape {tuple(input.shape)}"
     )
 
 
@@ -321,8 +377,9 @@ def check_weight_dim(weight: torch.Tensor, d: int, dims: int, layout: str, rule:
     """``weight`` must have ``dims`` dims, the ``layout`` for ``d`` spatial dims."""
     if weight.dim() != dims or d < 1:
         raise ValueError(
-            f"weight must be {layout} with {max(d, 1)} spatial dim(s) (d is the length of the "
-            f"tuple size arguments, else {rule}), got weight of shape {tuple(weight.shape)}"
+            f"weight must be {layout} with {plural(max(d, 1), 'spatial dim')} (d is the length "
+            f"of the tuple size arguments, else {rule}), got weight of shape "
+            f"{tuple(weight.shape)}"
         )
 
 
@@ -339,7 +396,8 @@ def check_input_channels(channels: int, expected: int, how: str) -> None:
     """The input's channel count must be ``expected`` (``how`` says where it comes from)."""
     if channels != expected:
         raise ValueError(
-            f"input must have {expected} channels ({how}), got input with {channels} channels"
+            f"input must have {plural(expected, 'channel')} ({how}), got input with "
+            f"{plural(channels, 'channel')}"
         )
 
 

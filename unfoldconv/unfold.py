@@ -62,7 +62,7 @@ def unfold(
     sizes = {"kernel_size": kernel_size, "dilation": dilation, "padding": padding, "stride": stride}
     d = input_dim(input, sizes)
     geometry = make_geometry(d, kernel_size, dilation, padding, stride)
-    batched = check_input_dims(input, d)
+    batched = check_input_dims(input, d, sizes=sizes)
     batch = input if batched else input.unsqueeze(0)
     check_window_fits(batch.shape[2:], geometry)
     columns = im2col(batch, geometry)
@@ -70,11 +70,27 @@ def unfold(
 
 
 class Unfold(nn.Module):
-    """Module form of :func:`unfoldconv.unfold`; see it for arguments and shapes.
+    """Module form of :func:`unfoldconv.unfold` (``nn.Unfold`` for any ``d``); see it for more.
+
+    The arguments are checked here, once; ``d`` is found at each call as ``unfold`` finds it
+    (a tuple size argument's length, else ``input.dim() - 2``).
+
+    Args:
+        kernel_size: block size, an int or a d-tuple.
+        dilation: spacing between block elements, an int or a d-tuple.
+        padding: zero padding on both sides, an int, a d-tuple, ``"valid"`` or ``"same"``.
+        stride: step between blocks, an int or a d-tuple.
+
+    Shape:
+        - Input: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)`` (``d`` from a tuple)
+        - Output: ``(N, C * K, L)`` or ``(C * K, L)``, ``K = prod(kernel_size)``, ``L`` the
+          number of blocks (see :func:`unfoldconv.unfold`)
 
     Example:
         >>> Unfold(kernel_size=(2, 2, 2), stride=2)(torch.randn(1, 4, 6, 6, 6)).shape
         torch.Size([1, 32, 27])
+        >>> Unfold(kernel_size=(3, 3), padding=1)(torch.randn(2, 5, 5)).shape  # unbatched
+        torch.Size([18, 25])
     """
 
     def __init__(
@@ -84,6 +100,7 @@ class Unfold(nn.Module):
         padding: Padding = 0,
         stride: IntOrTuple = 1,
     ) -> None:
+        """Check the arguments (see the class docstring, ``help(Unfold)``)."""
         super().__init__()
         sizes = {"kernel_size": kernel_size, "dilation": dilation, "padding": padding}
         make_geometry(
@@ -95,6 +112,7 @@ class Unfold(nn.Module):
         self.stride = stride
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The columns ``(N, C * K, L)`` of ``input`` ``(N, C, *spatial)``: :func:`unfold`."""
         return unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def extra_repr(self) -> str:

@@ -78,7 +78,7 @@ def unfold_transpose(
     kernel, step, pad, out_pad, dil = transposed_arguments(
         d, kernel_size, stride, padding, output_padding, dilation
     )
-    batched = check_input_dims(input, d)
+    batched = check_input_dims(input, d, sizes=sizes)
     batch = input if batched else input.unsqueeze(0)
     checked_transposed_output_size(batch.shape[2:], kernel, step, pad, out_pad, dil)
 
@@ -103,10 +103,19 @@ def unfold_transpose(
 
 
 class UnfoldTranspose(nn.Module):
-    """Module form of :func:`unfoldconv.unfold_transpose`.
+    """Module form of :func:`unfoldconv.unfold_transpose` (unfoldNd's ``UnfoldTransposeNd``).
 
     ``forward(input, output_size=None)`` picks ``output_padding`` from ``output_size`` exactly
-    as ``nn.ConvTransposeNd`` does.
+    as ``nn.ConvTransposeNd`` does. ``d`` is found as for :func:`unfoldconv.unfold`.
+
+    Args:
+        kernel_size, stride, padding, output_padding, dilation: as ``nn.ConvTransposeNd``, each
+            an int or a d-tuple.
+
+    Shape:
+        - Input: ``(N, C, *spatial)`` or unbatched ``(C, *spatial)`` (``d`` from a tuple)
+        - Output: ``(N, C * K, L_out)`` or ``(C * K, L_out)``, ``L_out`` the number of output
+          positions of the transposed convolution (see :func:`unfoldconv.unfold_transpose`)
 
     Example:
         >>> layer = UnfoldTranspose(kernel_size=3, stride=2, padding=1)
@@ -122,6 +131,7 @@ class UnfoldTranspose(nn.Module):
         output_padding: IntOrTuple = 0,
         dilation: IntOrTuple = 1,
     ) -> None:
+        """Check the arguments (see the class docstring, ``help(UnfoldTranspose)``)."""
         super().__init__()
         sizes = {
             "kernel_size": kernel_size,
@@ -142,6 +152,8 @@ class UnfoldTranspose(nn.Module):
     def forward(
         self, input: torch.Tensor, output_size: Sequence[int] | None = None
     ) -> torch.Tensor:
+        """The columns of ``input`` ``(N, C, *spatial)``; ``output_size`` (``d`` entries, or
+        with the leading ``(N, C)``) chooses ``output_padding`` as ``nn.ConvTransposeNd``."""
         output_padding = self.output_padding
         if output_size is not None:
             sizes = {

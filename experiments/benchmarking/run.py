@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -20,13 +21,38 @@ from benchmarking.timing import run_case
 from training.report import markdown_table
 
 
-def parse_args(argv: list[str] | None = None, description: str = "") -> argparse.Namespace:
+class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` unless the help text already says its default, or there is none
+    to show (``None``, a flag's ``False``): one default per option, never ``(default: None)``."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if "default" in (action.help or "") or action.default in (None, False):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def known_groups() -> list[str]:
+    """Every case group (``--only``'s choices), read from the cases the benchmark builds: the
+    smallest set of them (one All-CNN-C layer at batch 1 and the quick extra cases) has every
+    group, so a group added in :mod:`benchmarking.cases` is listed without an edit here."""
+    device = torch.device("cpu")
+    cases = allcnnc_cases(device, [1], ALLCNNC_LAYERS[:1]) + other_cases(device, quick=True)
+    return sorted({case.group for case in cases})
+
+
+def build_parser(description: str = "", groups: list[str] | None = None) -> argparse.ArgumentParser:
+    """The benchmark's options; ``groups`` (for ``--help``) are listed in ``--only``'s help."""
     parser = argparse.ArgumentParser(
         prog="python experiments/benchmark.py",
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnceFormatter,
+        epilog="Reports go to --out as benchmark[-quick][-load][-<backend>].{csv,md,png}.",
     )
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"],
+        help="where every case runs: cpu, or cuda (the first GPU; torch's side is timed with "
+        "cuDNN on and off; needs a CUDA build of torch)",
+    )  # fmt: skip
     parser.add_argument(
         "--quick", action="store_true",
         help="batch 32 only (unless --batches), short timing, small extra cases",
@@ -39,25 +65,53 @@ def parse_args(argv: list[str] | None = None, description: str = "") -> argparse
         help="unfoldconv.backend(...) for every call (triton on CPU needs TRITON_INTERPRET=1)",
     )  # fmt: skip
     parser.add_argument(
-        "--out", type=Path, default=None, help="report folder (default results/benchmark/<device>)"
+        "--out", type=Path, default=None,
+        help="report folder (default: results/benchmark/<device>)",
+    )  # fmt: skip
+    listed = (
+        f": {', '.join(groups)}" if groups else " (python experiments/benchmark.py -h lists them)"
     )
     parser.add_argument(
-        "--only", default=None, help="comma-separated groups, e.g. unfold,fold,Conv2d"
-    )
-    parser.add_argument("--match", default=None, help="keep only cases whose name contains this")
+        "--only", default=None, metavar="GROUP[,GROUP...]",
+        help=f"comma-separated case groups to run (default: all); the groups{listed}",
+    )  # fmt: skip
     parser.add_argument(
-        "--shapes", default=",".join(ALLCNNC_LAYERS), help="All-CNN-C layers to include"
+        "--match", default=None, metavar="TEXT",
+        help="keep only cases whose name contains TEXT (default: every case)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shapes", default=",".join(ALLCNNC_LAYERS), help="comma-separated All-CNN-C layers"
     )
     parser.add_argument(
         "--batches", type=int, nargs="+", default=None,
-        help="All-CNN-C batch sizes (default 32 256; 32 with --quick)",
+        help="All-CNN-C batch sizes (default: 32 256; 32 with --quick)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     parser.add_argument(
         "--min-run-time", type=float, default=None,
-        help="seconds of timing per implementation and mode (default 0.3; 0.05 with --quick)",
+        help="seconds of timing per implementation and mode (default: 0.3; 0.05 with --quick)",
     )  # fmt: skip
+    return parser
+
+
+def check_only(parser: argparse.ArgumentParser, only: str | None, groups: list[str]) -> None:
+    """``--only``'s groups must be among ``groups``; else the parser's error, listing them."""
+    if only is None:
+        return
+    requested = [group for group in only.split(",") if group]
+    unknown = [group for group in requested if group not in groups]
+    if unknown or not requested:
+        parser.error(
+            f"--only: unknown group(s) {unknown or [only]}; the groups are {', '.join(groups)}"
+        )
+
+
+def parse_args(argv: list[str] | None = None, description: str = "") -> argparse.Namespace:
+    """The benchmark's arguments, checked (``--only`` against :func:`known_groups`)."""
+    wants_help = any(arg in ("-h", "--help") for arg in (sys.argv[1:] if argv is None else argv))
+    groups = known_groups() if wants_help else None
+    parser = build_parser(description, groups)
     args = parser.parse_args(argv)
     args.batches = args.batches or ([32] if args.quick else [32, 256])
     if any(batch < 1 for batch in args.batches):
@@ -72,6 +126,8 @@ def parse_args(argv: list[str] | None = None, description: str = "") -> argparse
     interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
     if args.backend == "triton" and args.device == "cpu" and not interpreting:
         parser.error("--backend triton on CPU needs TRITON_INTERPRET=1 (use auto or torch)")
+    if args.only is not None:
+        check_only(parser, args.only, known_groups())
     return args
 
 
@@ -124,6 +180,11 @@ def main(argv: list[str] | None = None, description: str = "") -> dict[str, Path
         cases = [case for case in cases if case.group in args.only.split(",")]
     if args.match:
         cases = [case for case in cases if args.match in case.name]
+    if not cases:  # nothing to run: say so instead of writing empty reports
+        raise SystemExit(
+            f"python experiments/benchmark.py: error: no case matches --only={args.only} "
+            f"--match={args.match} --shapes={args.shapes}"
+        )
     meta = run_metadata(args, device)
     min_run_time = args.min_run_time or (0.05 if args.quick else 0.3)
     load = busy_process() if args.load else contextlib.nullcontext()

@@ -8,6 +8,8 @@ base config (``default_config``) supplies every default; ``--config`` files stac
 
 from __future__ import annotations
 
+import argparse
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -15,6 +17,40 @@ from lightning.pytorch.cli import LightningCLI
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+HELP_FLAGS = ("-h", "--help")
+
+
+class EntryHelpFormatter(
+    argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter
+):
+    """The entry scripts' ``--help``: description and epilog as written, defaults shown."""
+
+
+def print_entry_help(
+    parser: argparse.ArgumentParser, description: str, epilog: str, variant_folder: Path
+) -> None:
+    """Print the default comparison's ``parser`` help with an entry script's own texts.
+
+    Args:
+        parser: the comparison's parser (:func:`training.compare.build_parser`).
+        description: what the script does with no subcommand (data, device, duration).
+        epilog: its subcommands and config folders.
+        variant_folder: where ``--variants NAME`` reads ``NAME.yaml``.
+    """
+    parser.formatter_class = EntryHelpFormatter
+    parser.description, parser.epilog = description, epilog
+    folder = variant_folder.relative_to(CONFIGS.parent).as_posix()
+    for action in parser._actions:
+        if action.dest == "variants":
+            action.help = (
+                f"variants to train, in this order (variant NAME reads {folder}/NAME.yaml)"
+            )
+    parser.print_help()
+
+
+def config_listing(folder: Path) -> str:
+    """``"base.yaml, conv.yaml, ..."``: the YAML files of a config folder, for ``--help``."""
+    return ", ".join(path.name for path in sorted(folder.glob("*.yaml")))
 
 
 def cli_main(
@@ -28,13 +64,17 @@ def cli_main(
         run: execute the subcommand; ``False`` only parses and instantiates (no subcommand).
     """
     defaults = {"default_config_files": [str(default_config)] if default_config else []}
-    return LightningCLI(
-        pl.LightningModule,
-        pl.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        run=run,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={name: defaults for name in SUBCOMMANDS} if run else defaults,
-    )
+    with warnings.catch_warnings():
+        # an entry script that rewrites its command line (``vit.py mae`` -> ``fit --config
+        # mae.yaml``) passes args *and* has sys.argv: what Lightning warns about is meant here
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return LightningCLI(
+            pl.LightningModule,
+            pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            run=run,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={name: defaults for name in SUBCOMMANDS} if run else defaults,
+        )

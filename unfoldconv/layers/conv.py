@@ -23,6 +23,7 @@ from unfoldconv._geometry import Geometry
 from unfoldconv._padding import pad_by_mode
 from unfoldconv.conv import conv_prepared
 from unfoldconv.layers._base import NativeTwin, layer_geometry
+from unfoldconv.layers._fixed_dim import fixed_dim
 
 
 class ConvNd(NativeTwin, _ConvNd):
@@ -45,9 +46,9 @@ class ConvNd(NativeTwin, _ConvNd):
             of the tuple sizes).
 
     Shape:
-        - Input: ``(N, C_in, *spatial)`` or ``(C_in, *spatial)``
-        - Output: ``(N, C_out, *out)``, ``out_i = (spatial_i + 2 * padding_i - dilation_i *
-          (kernel_size_i - 1) - 1) // stride_i + 1``
+        - Input: ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``
+        - Output: ``(N, C_out, *out)`` or ``(C_out, *out)``, ``out_i = (spatial_i + 2 *
+          padding_i - dilation_i * (kernel_size_i - 1) - 1) // stride_i + 1``
 
     Attributes:
         weight: ``(out_channels, in_channels / groups, *kernel_size)``, initialised
@@ -85,6 +86,7 @@ class ConvNd(NativeTwin, _ConvNd):
         dtype: torch.dtype | None = None,
         dim: int | None = None,
     ) -> None:
+        """Build the layer; the arguments are in the class docstring (``help(ConvNd)``)."""
         in_channels, out_channels, groups = check_channels(in_channels, out_channels, groups)
         sizes = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
         sizes["dilation"] = dilation
@@ -114,6 +116,8 @@ class ConvNd(NativeTwin, _ConvNd):
         return self._geometry
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``input``, ``(N, C_in, *spatial)`` or unbatched ``(C_in,
+        *spatial)``, by the engine; see the class docstring for the output shape."""
         return self._conv_forward(input, self.weight, self.bias)
 
     def _conv_forward(
@@ -127,7 +131,7 @@ class ConvNd(NativeTwin, _ConvNd):
 
 
 class _FixedDimConv(ConvNd):
-    """torch's ``nn.Conv{d}d`` constructor (no ``dim``); subclasses set ``fixed_dim``."""
+    """torch's ``nn.Conv{d}d`` constructor (no ``dim``); subclasses are :func:`fixed_dim`."""
 
     def __init__(
         self,
@@ -149,19 +153,56 @@ class _FixedDimConv(ConvNd):
         )  # fmt: skip
 
 
+@fixed_dim(1, "ConvNd")
 class Conv1d(_FixedDimConv, nn.Conv1d):
-    """:class:`ConvNd` with ``dim=1``: an ``nn.Conv1d`` computed by the engine."""
+    """``nn.Conv1d`` computed by the engine: :class:`ConvNd` with ``d = 1`` (see it for more).
 
-    fixed_dim = 1
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        padding_mode, device, dtype: as ``nn.Conv1d``.
+
+    Shape:
+        - Input: ``(N, C_in, L_in)`` or unbatched ``(C_in, L_in)``
+        - Output: ``(N, C_out, L_out)`` or ``(C_out, L_out)``, ``L_out`` as ``nn.Conv1d``
+
+    Example:
+        >>> Conv1d(4, 8, 3, padding=1)(torch.randn(2, 4, 10)).shape
+        torch.Size([2, 8, 10])
+    """
 
 
+@fixed_dim(2, "ConvNd")
 class Conv2d(_FixedDimConv, nn.Conv2d):
-    """:class:`ConvNd` with ``dim=2``: an ``nn.Conv2d`` computed by the engine."""
+    """``nn.Conv2d`` computed by the engine: :class:`ConvNd` with ``d = 2`` (see it for more).
 
-    fixed_dim = 2
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        padding_mode, device, dtype: as ``nn.Conv2d``.
+
+    Shape:
+        - Input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``
+        - Output: ``(N, C_out, H_out, W_out)`` or ``(C_out, H_out, W_out)``, as ``nn.Conv2d``
+
+    Example:
+        >>> Conv2d(3, 8, 3, stride=2)(torch.randn(2, 3, 9, 9)).shape
+        torch.Size([2, 8, 4, 4])
+    """
 
 
+@fixed_dim(3, "ConvNd")
 class Conv3d(_FixedDimConv, nn.Conv3d):
-    """:class:`ConvNd` with ``dim=3``: an ``nn.Conv3d`` computed by the engine."""
+    """``nn.Conv3d`` computed by the engine: :class:`ConvNd` with ``d = 3`` (see it for more).
 
-    fixed_dim = 3
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        padding_mode, device, dtype: as ``nn.Conv3d``.
+
+    Shape:
+        - Input: ``(N, C_in, D, H, W)`` or unbatched ``(C_in, D, H, W)``
+        - Output: ``(N, C_out, D_out, H_out, W_out)`` or ``(C_out, D_out, H_out, W_out)``, as
+          ``nn.Conv3d``
+
+    Example:
+        >>> Conv3d(2, 4, 3, padding="same")(torch.randn(2, 8, 8, 8)).shape  # unbatched
+        torch.Size([4, 8, 8, 8])
+    """

@@ -20,6 +20,7 @@ from unfoldconv._args import (
 )
 from unfoldconv.conv_transpose import conv_transpose_prepared
 from unfoldconv.layers._base import NativeTwin
+from unfoldconv.layers._fixed_dim import fixed_dim
 
 
 class ConvTransposeNd(NativeTwin, _ConvTransposeNd):
@@ -40,10 +41,11 @@ class ConvTransposeNd(NativeTwin, _ConvTransposeNd):
         dim: number of spatial dims; needed when every size is an int.
 
     Shape:
-        - Input: ``(N, C_in, *spatial)`` or ``(C_in, *spatial)``
-        - Output: ``(N, C_out, *out)``, ``out_i = (spatial_i - 1) * stride_i - 2 * padding_i +
-          dilation_i * (kernel_size_i - 1) + output_padding_i + 1``; ``forward(input,
-          output_size)`` picks ``output_padding`` to reach ``output_size`` instead.
+        - Input: ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``
+        - Output: ``(N, C_out, *out)`` or ``(C_out, *out)``, ``out_i = (spatial_i - 1) *
+          stride_i - 2 * padding_i + dilation_i * (kernel_size_i - 1) + output_padding_i +
+          1``; ``forward(input, output_size)`` picks ``output_padding`` to reach
+          ``output_size`` instead.
 
     Attributes:
         weight: ``(in_channels, out_channels / groups, *kernel_size)``,
@@ -79,6 +81,8 @@ class ConvTransposeNd(NativeTwin, _ConvTransposeNd):
         dtype: torch.dtype | None = None,
         dim: int | None = None,
     ) -> None:
+        """Build the layer; the arguments are in the class docstring
+        (``help(ConvTransposeNd)``)."""
         in_channels, out_channels, groups = check_channels(in_channels, out_channels, groups)
         padding_mode = check_padding_mode(padding_mode, transposed=True)
         check_transposed_padding(padding)
@@ -96,6 +100,9 @@ class ConvTransposeNd(NativeTwin, _ConvTransposeNd):
     def forward(
         self, input: torch.Tensor, output_size: Sequence[int] | None = None
     ) -> torch.Tensor:
+        """The transposed convolution of ``input``, ``(N, C_in, *spatial)`` or unbatched
+        ``(C_in, *spatial)``; ``output_size`` (``d`` entries, or with the leading ``(N, C_out)``
+        or ``(C_out,)``) picks ``output_padding`` to reach it, as ``nn.ConvTranspose2d``."""
         output_padding = self.output_padding
         if output_size is not None:  # as torch: the output_padding that reaches output_size
             output_padding = output_padding_for(
@@ -111,7 +118,8 @@ class ConvTransposeNd(NativeTwin, _ConvTransposeNd):
 
 
 class _FixedDimConvTranspose(ConvTransposeNd):
-    """torch's ``nn.ConvTranspose{d}d`` constructor (no ``dim``); subclasses set ``fixed_dim``."""
+    """torch's ``nn.ConvTranspose{d}d`` constructor (no ``dim``); subclasses are
+    :func:`fixed_dim`."""
 
     def __init__(
         self,
@@ -134,19 +142,59 @@ class _FixedDimConvTranspose(ConvTransposeNd):
         )  # fmt: skip
 
 
+@fixed_dim(1, "ConvTransposeNd")
 class ConvTranspose1d(_FixedDimConvTranspose, nn.ConvTranspose1d):
-    """:class:`ConvTransposeNd` with ``dim=1``: an ``nn.ConvTranspose1d`` computed by the engine."""
+    """``nn.ConvTranspose1d`` computed by the engine: :class:`ConvTransposeNd` with ``d = 1``.
 
-    fixed_dim = 1
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
+        dilation, padding_mode, device, dtype: as ``nn.ConvTranspose1d``.
+
+    Shape:
+        - Input: ``(N, C_in, L_in)`` or unbatched ``(C_in, L_in)``
+        - Output: ``(N, C_out, L_out)`` or ``(C_out, L_out)``, as ``nn.ConvTranspose1d``;
+          ``forward(input, output_size)`` as there
+
+    Example:
+        >>> ConvTranspose1d(4, 2, 3, stride=2)(torch.randn(2, 4, 5)).shape
+        torch.Size([2, 2, 11])
+    """
 
 
+@fixed_dim(2, "ConvTransposeNd")
 class ConvTranspose2d(_FixedDimConvTranspose, nn.ConvTranspose2d):
-    """:class:`ConvTransposeNd` with ``dim=2``: an ``nn.ConvTranspose2d`` computed by the engine."""
+    """``nn.ConvTranspose2d`` computed by the engine: :class:`ConvTransposeNd` with ``d = 2``.
 
-    fixed_dim = 2
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
+        dilation, padding_mode, device, dtype: as ``nn.ConvTranspose2d``.
+
+    Shape:
+        - Input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``
+        - Output: ``(N, C_out, H_out, W_out)`` or ``(C_out, H_out, W_out)``, as
+          ``nn.ConvTranspose2d``; ``forward(input, output_size)`` as there
+
+    Example:
+        >>> layer = ConvTranspose2d(4, 2, 3, stride=2, padding=1)
+        >>> layer(torch.randn(2, 4, 4, 4), output_size=(8, 8)).shape
+        torch.Size([2, 2, 8, 8])
+    """
 
 
+@fixed_dim(3, "ConvTransposeNd")
 class ConvTranspose3d(_FixedDimConvTranspose, nn.ConvTranspose3d):
-    """:class:`ConvTransposeNd` with ``dim=3``: an ``nn.ConvTranspose3d`` computed by the engine."""
+    """``nn.ConvTranspose3d`` computed by the engine: :class:`ConvTransposeNd` with ``d = 3``.
 
-    fixed_dim = 3
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
+        dilation, padding_mode, device, dtype: as ``nn.ConvTranspose3d``.
+
+    Shape:
+        - Input: ``(N, C_in, D, H, W)`` or unbatched ``(C_in, D, H, W)``
+        - Output: ``(N, C_out, D_out, H_out, W_out)`` or ``(C_out, D_out, H_out, W_out)``, as
+          ``nn.ConvTranspose3d``; ``forward(input, output_size)`` as there
+
+    Example:
+        >>> ConvTranspose3d(8, 4, 4, stride=2, padding=1)(torch.randn(8, 3, 3, 3)).shape
+        torch.Size([4, 6, 6, 6])
+    """

@@ -22,6 +22,7 @@ from unfoldconv._args import (
 from unfoldconv._geometry import Geometry
 from unfoldconv._padding import pad_by_mode
 from unfoldconv.layers._base import layer_geometry
+from unfoldconv.layers._fixed_dim import fixed_dim
 from unfoldconv.locally_connected import locally_connected_prepared
 
 
@@ -41,9 +42,9 @@ class LocallyConnectedNd(nn.Module):
         dim: number of spatial dims; needed when every size is an int.
 
     Shape:
-        - Input: ``(N, C_in, *input_size)`` or ``(C_in, *input_size)``
-        - Output: ``(N, C_out, *out)``, ``out_i = (input_size_i + 2 * padding_i - dilation_i *
-          (kernel_size_i - 1) - 1) // stride_i + 1``
+        - Input: ``(N, C_in, *input_size)`` or unbatched ``(C_in, *input_size)``
+        - Output: ``(N, C_out, *out)`` or ``(C_out, *out)``, ``out_i = (input_size_i + 2 *
+          padding_i - dilation_i * (kernel_size_i - 1) - 1) // stride_i + 1``
 
     Attributes:
         weight: ``(*out, out_channels, in_channels / groups, *kernel_size)``, initialised like a
@@ -81,6 +82,8 @@ class LocallyConnectedNd(nn.Module):
         dtype: torch.dtype | None = None,
         dim: int | None = None,
     ) -> None:
+        """Build the layer; the arguments are in the class docstring
+        (``help(LocallyConnectedNd)``)."""
         super().__init__()
         in_channels, out_channels, groups = check_channels(in_channels, out_channels, groups)
         sizes = {"input_size": input_size, "kernel_size": kernel_size, "stride": stride}
@@ -125,6 +128,7 @@ class LocallyConnectedNd(nn.Module):
         return self.in_channels // self.groups * math.prod(self.kernel_size)
 
     def reset_parameters(self) -> None:
+        """Draw ``weight`` and ``bias`` from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
         # a conv's init with the conv's fan-in (the weight's own shape would give another fan-in)
         bound = 1 / math.sqrt(self.fan_in())
         nn.init.uniform_(self.weight, -bound, bound)
@@ -132,6 +136,8 @@ class LocallyConnectedNd(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The layer applied to ``input``, ``(N, C_in, *input_size)`` or unbatched ``(C_in,
+        *input_size)``; see the class docstring for the output shape."""
         batched = check_input_dims(check_tensor("input", input), self.dim)
         if tuple(input.shape[2 if batched else 1 :]) != self.input_size:
             raise ValueError(
@@ -166,7 +172,7 @@ class LocallyConnectedNd(nn.Module):
 
 
 class _FixedDimLocallyConnected(LocallyConnectedNd):
-    """The constructor without ``dim``; subclasses set ``fixed_dim``."""
+    """The constructor without ``dim``; subclasses are :func:`fixed_dim`."""
 
     def __init__(
         self,
@@ -189,19 +195,58 @@ class _FixedDimLocallyConnected(LocallyConnectedNd):
         )  # fmt: skip
 
 
+@fixed_dim(1, "LocallyConnectedNd")
 class LocallyConnected1d(_FixedDimLocallyConnected):
-    """:class:`LocallyConnectedNd` with ``dim=1``."""
+    """A 1-d locally connected layer: :class:`LocallyConnectedNd` with ``d = 1`` (see it).
 
-    fixed_dim = 1
+    Args:
+        in_channels, out_channels, input_size, kernel_size, stride, padding, dilation, groups,
+        bias, padding_mode, device, dtype: as :class:`LocallyConnectedNd` (no ``dim``).
+
+    Shape:
+        - Input: ``(N, C_in, L_in)`` or unbatched ``(C_in, L_in)``, ``L_in = input_size``
+        - Output: ``(N, C_out, L_out)`` or ``(C_out, L_out)``
+
+    Example:
+        >>> LocallyConnected1d(2, 4, input_size=10, kernel_size=3)(torch.randn(5, 2, 10)).shape
+        torch.Size([5, 4, 8])
+    """
 
 
+@fixed_dim(2, "LocallyConnectedNd")
 class LocallyConnected2d(_FixedDimLocallyConnected):
-    """:class:`LocallyConnectedNd` with ``dim=2``."""
+    """A 2-d locally connected layer: :class:`LocallyConnectedNd` with ``d = 2`` (see it).
 
-    fixed_dim = 2
+    Args:
+        in_channels, out_channels, input_size, kernel_size, stride, padding, dilation, groups,
+        bias, padding_mode, device, dtype: as :class:`LocallyConnectedNd` (no ``dim``).
+
+    Shape:
+        - Input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``, ``(H, W) = input_size``
+        - Output: ``(N, C_out, H_out, W_out)`` or ``(C_out, H_out, W_out)``
+
+    Example:
+        >>> layer = LocallyConnected2d(3, 8, input_size=(8, 8), kernel_size=3, padding=1)
+        >>> layer(torch.randn(3, 8, 8)).shape  # unbatched
+        torch.Size([8, 8, 8])
+    """
 
 
+@fixed_dim(3, "LocallyConnectedNd")
 class LocallyConnected3d(_FixedDimLocallyConnected):
-    """:class:`LocallyConnectedNd` with ``dim=3``."""
+    """A 3-d locally connected layer: :class:`LocallyConnectedNd` with ``d = 3`` (see it).
 
-    fixed_dim = 3
+    Args:
+        in_channels, out_channels, input_size, kernel_size, stride, padding, dilation, groups,
+        bias, padding_mode, device, dtype: as :class:`LocallyConnectedNd` (no ``dim``).
+
+    Shape:
+        - Input: ``(N, C_in, D, H, W)`` or unbatched ``(C_in, D, H, W)``, ``(D, H, W) =
+          input_size``
+        - Output: ``(N, C_out, D_out, H_out, W_out)`` or ``(C_out, D_out, H_out, W_out)``
+
+    Example:
+        >>> layer = LocallyConnected3d(2, 4, input_size=6, kernel_size=3, stride=3)
+        >>> layer(torch.randn(1, 2, 6, 6, 6)).shape, layer.weight.shape
+        (torch.Size([1, 4, 2, 2, 2]), torch.Size([2, 2, 2, 4, 2, 3, 3, 3]))
+    """

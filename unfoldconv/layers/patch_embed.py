@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unfoldconv._args import IntOrTuple, as_tuple, check_bool, check_tensor, layer_dim
+from unfoldconv._args import (
+    IntOrTuple,
+    as_tuple,
+    check_bool,
+    check_tensor,
+    dim_source,
+    layer_dim,
+    plural,
+)
 from unfoldconv._geometry import Geometry
 from unfoldconv.layers.conv import ConvNd
 from unfoldconv.resample import resample_patch_embed
@@ -114,7 +122,7 @@ class PatchEmbed(nn.Module):
             the next size the windows tile (for patches: the next multiple of ``patch_size``).
 
     Shape:
-        - Input: ``(N, C, *spatial)``
+        - Input: ``(N, C, *spatial)`` (batched only, as timm)
         - Output: ``(N, L, embed_dim)`` with ``L = prod(grid_i)``, ``grid_i = (spatial_i + 2 *
           padding_i + pad_i - patch_size_i) // stride_i + 1`` (``pad_i`` the end padding of
           ``dynamic_img_pad``, else 0); or the layout of ``output_fmt``.
@@ -164,6 +172,7 @@ class PatchEmbed(nn.Module):
         strict_img_size: bool = True,
         dynamic_img_pad: bool = False,
     ) -> None:
+        """Build the layer; the arguments are in the class docstring (``help(PatchEmbed)``)."""
         super().__init__()
         if in_chans is not None:
             if in_channels not in (3, in_chans):  # 3: our default, i.e. not given
@@ -178,6 +187,10 @@ class PatchEmbed(nn.Module):
         if img_size is not None:
             sizes["img_size"] = img_size
         d = layer_dim(sizes, dim, type(self).__name__, default=2)  # all-int: 2, as timm
+        # how d was found, for the input error: a tuple size, dim, or timm's default 2
+        self._dim_source = dim_source(sizes, d, "d = 2 (as timm; give dim for another d)")
+        if dim is not None and "every size" in self._dim_source:
+            self._dim_source = f"dim={d}"
         self.patch_size = as_tuple("patch_size", patch_size, d, minimum=1)
         self.stride = self.patch_size if stride is None else as_tuple("stride", stride, d, 1)
         self.padding = as_tuple("padding", padding, d, minimum=0)
@@ -287,9 +300,24 @@ class PatchEmbed(nn.Module):
 
     def _check_input(self, input: torch.Tensor) -> None:
         if check_tensor("input", input).dim() != self.dim + 2:
+            given = input.dim() - 2
+            hint = ""
+            if given >= 1 and "every size" in self._dim_source:
+                example = ", ".join(["2"] + ["16"] * (given - 1))
+                hint = (
+                    f"; for {plural(given, 'spatial dim')} give dim={given} or a {given}-tuple "
+                    f"patch_size such as ({example}{',' if given == 1 else ''})"
+                )
             raise ValueError(
-                f"input must be batched (N, C, *spatial) with {self.dim} spatial dim(s), got "
-                f"input of shape {tuple(input.shape)}"
+                f"input must be batched (N, C, *spatial) with {plural(self.dim, 'spatial dim')} "
+                f"({self._dim_source}), "
+                f"got input of shape {tuple(input.shape)}{hint}"
+            )
+        if input.shape[1] != self.proj.in_channels:  # the layer's words, not the conv's groups
+            raise ValueError(
+                f"input must have {plural(self.proj.in_channels, 'channel')} (PatchEmbed's "
+                f"in_channels / in_chans), got input with {plural(input.shape[1], 'channel')} "
+                f"(shape {tuple(input.shape)})"
             )
         if self.img_size is None:
             return
@@ -311,6 +339,8 @@ class PatchEmbed(nn.Module):
                 )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(N, L, embed_dim)`` of ``input`` ``(N, C, *spatial)`` (or the layout of
+        ``output_fmt``); see the class docstring."""
         self._check_input(input)
         end_padding = self._end_padding(input.shape[2:])
         if any(end_padding):  # F.pad lists the last dim first
