@@ -1,0 +1,168 @@
+"""Sphinx extension of the unfoldconv docs: shared tables and the build's own checks.
+
+- **README tables**: each table the README and the docs both show is written once, in
+  ``README.md``; :func:`write_readme_tables` converts it to a reST ``list-table`` under
+  ``docs/_generated/`` at the start of the build, and the guide pages include that file. A table
+  missing from the README fails the build.
+- **Public API**: every name in ``__all__`` of the public modules (:data:`PUBLIC_MODULES`) must be
+  documented (a ``py`` object of the API reference), else the build warns (``-W``: fails).
+- **Gallery**: every executed example must have made at least one figure and run within
+  ``gallery_time_limit_s`` (``conf.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import torch
+from sphinx.application import Sphinx
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+#: modules whose ``__all__`` the API reference must cover (``unfoldconv.curvature`` once present)
+PUBLIC_MODULES = ("unfoldconv", "unfoldconv.layers", "unfoldconv.compat", "unfoldconv.curvature")
+
+#: README tables shown in the docs: name -> the table's header row in README.md
+README_TABLES = {
+    "backends": "| backend | runs |",
+    "cpu_fold": "| shape | quiet | with one busy process |",
+    "vit_stems": "| stem | time/epoch (s) |",
+}
+
+
+def markdown_table(text: str, header_start: str) -> list[list[str]]:
+    """The rows (header first) of the Markdown table whose header line starts ``header_start``."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(header_start)]
+    if not starts:
+        raise ValueError(f"README.md has no table whose header starts {header_start!r}")
+    rows = []
+    for line in lines[starts[0] :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not all(re.fullmatch(r":?-+:?", cell) for cell in cells):  # skip the |---| rule
+            rows.append(cells)
+    return rows
+
+
+def markdown_inline_to_rst(cell: str) -> str:
+    """``code`` and **bold** as reST writes them (the only inline Markdown the tables use)."""
+    cell = re.sub(r"(?<!`)`([^`]+)`(?!`)", r"``\1``", cell)
+    return cell
+
+
+def list_table(rows: list[list[str]]) -> str:
+    out = [".. list-table::", "   :header-rows: 1", ""]
+    for row in rows:
+        for j, cell in enumerate(row):
+            out.append(f"   {'*' if j == 0 else ' '} - {markdown_inline_to_rst(cell)}")
+    return "\n".join(out) + "\n"
+
+
+def write_readme_tables(app: Sphinx) -> None:
+    readme = (Path(app.srcdir).parent / "README.md").read_text()
+    out_dir = Path(app.srcdir) / "_generated"
+    out_dir.mkdir(exist_ok=True)
+    for name, header in README_TABLES.items():
+        text = ".. generated from README.md by docs/_ext/unfoldconv_docs.py: edit it there\n\n"
+        text += list_table(markdown_table(readme, header))
+        path = out_dir / f"readme_{name}.rst"
+        if not path.exists() or path.read_text() != text:  # unchanged: no rebuild of its pages
+            path.write_text(text)
+
+
+def public_modules() -> dict:
+    """``{name: module}`` of the public modules (``unfoldconv.curvature`` only once merged)."""
+    modules = {}
+    for module_name in PUBLIC_MODULES:
+        try:
+            modules[module_name] = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != "unfoldconv.curvature":
+                raise
+    return modules
+
+
+def public_names() -> list[str]:
+    """``module.name`` for every name in ``__all__`` of the public modules."""
+    return [f"{name}.{attr}" for name, module in public_modules().items() for attr in module.__all__]
+
+
+def check_public_api(app: Sphinx, env) -> None:
+    documented = set(env.get_domain("py").objects)
+    missing = [name for name in public_names() if name not in documented]
+    for name in missing:
+        logger.warning(f"public name {name} (in __all__) is missing from the API reference")
+
+
+def check_gallery(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.name != "html":
+        return
+    conf = app.config.sphinx_gallery_conf
+    src = Path(app.srcdir) / conf["examples_dirs"]
+    out = Path(app.srcdir) / conf["gallery_dirs"]
+    ignore = re.compile(conf["ignore_pattern"])
+    limit = app.config.gallery_time_limit_s
+    times = execution_times(out / "sg_execution_times.rst")
+    for example in sorted(src.glob("plot_*.py")):
+        if ignore.search(str(example)):
+            continue
+        if not (out / "images" / f"sphx_glr_{example.stem}_001.png").exists():
+            logger.warning(f"gallery example {example.name} made no figure")
+        if times.get(example.name, 0.0) > limit:
+            logger.warning(
+                f"gallery example {example.name} took {times[example.name]:.1f} s "
+                f"(limit {limit:.0f} s on 2 CPU cores)"
+            )
+
+
+def execution_times(path: Path) -> dict[str, float]:
+    """``{example file: seconds}`` from sphinx-gallery's ``sg_execution_times.rst``."""
+    if not path.exists():
+        return {}
+    times = {}
+    for line in path.read_text().splitlines():
+        name = re.search(r"``(plot_\w+\.py)``", line)
+        clock = re.search(r"(\d+):(\d+(?:\.\d+)?)", line)
+        if name and clock:
+            times[name.group(1)] = 60 * int(clock.group(1)) + float(clock.group(2))
+    return times
+
+
+def public_bases(app, name, obj, options, bases: list) -> None:
+    """Show a layer's bases by their public names: a private base (``_FixedDimConv``,
+    ``NativeTwin``) is replaced by its own bases, an unfoldconv class by its public path."""
+    public = {}
+    for module_name, module in public_modules().items():
+        for attr in module.__all__:
+            public.setdefault(id(getattr(module, attr)), f"{module_name}.{attr}")
+
+    def expand(base) -> list:
+        if id(base) in public:
+            return [public[id(base)]]
+        module = getattr(base, "__module__", "")
+        if module.startswith("unfoldconv"):
+            return [b for parent in base.__bases__ for b in expand(parent)]
+        if module.startswith("torch.nn.modules") and hasattr(torch.nn, base.__name__):
+            return [f"torch.nn.{base.__name__}"]  # the name torch documents it under
+        return [base]
+
+    shown = []
+    for base in bases:
+        for entry in expand(base):
+            if entry not in shown:
+                shown.append(entry)
+    bases[:] = [f":py:class:`{e}`" if isinstance(e, str) else e for e in shown]
+
+
+def setup(app: Sphinx) -> dict:
+    app.connect("autodoc-process-bases", public_bases)
+    app.add_config_value("gallery_time_limit_s", 30.0, "env")
+    app.connect("builder-inited", write_readme_tables)
+    app.connect("env-check-consistency", check_public_api)
+    app.connect("build-finished", check_gallery)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
