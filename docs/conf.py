@@ -21,7 +21,7 @@ import unfoldconv  # noqa: E402
 
 project = "unfoldconv"
 author = "the unfoldconv developers"
-copyright = "2026, the unfoldconv developers"  # noqa: A001 (Sphinx's name)
+copyright = "2026, the unfoldconv developers"
 release = version = unfoldconv.__version__
 
 extensions = [

@@ -56,6 +56,7 @@ def markdown_inline_to_rst(cell: str) -> str:
 
 
 def list_table(rows: list[list[str]]) -> str:
+    """The rows as a reST ``list-table`` with one header row."""
     out = [".. list-table::", "   :header-rows: 1", ""]
     for row in rows:
         for j, cell in enumerate(row):
@@ -64,6 +65,7 @@ def list_table(rows: list[list[str]]) -> str:
 
 
 def write_readme_tables(app: Sphinx) -> None:
+    """``builder-inited``: write ``docs/_generated/readme_<name>.rst`` for each README table."""
     readme = (Path(app.srcdir).parent / "README.md").read_text()
     out_dir = Path(app.srcdir) / "_generated"
     out_dir.mkdir(exist_ok=True)
@@ -89,10 +91,12 @@ def public_modules() -> dict:
 
 def public_names() -> list[str]:
     """``module.name`` for every name in ``__all__`` of the public modules."""
-    return [f"{name}.{attr}" for name, module in public_modules().items() for attr in module.__all__]
+    modules = public_modules()
+    return [f"{name}.{attr}" for name, module in modules.items() for attr in module.__all__]
 
 
 def check_public_api(app: Sphinx, env) -> None:
+    """``env-check-consistency``: warn for each public name without an API entry."""
     documented = set(env.get_domain("py").objects)
     missing = [name for name in public_names() if name not in documented]
     for name in missing:
@@ -100,6 +104,7 @@ def check_public_api(app: Sphinx, env) -> None:
 
 
 def check_gallery(app: Sphinx, exception: Exception | None) -> None:
+    """``build-finished``: warn for an example without a figure or over the time limit."""
     if exception is not None or app.builder.name != "html":
         return
     conf = app.config.sphinx_gallery_conf
@@ -160,6 +165,7 @@ def public_bases(app, name, obj, options, bases: list) -> None:
 
 
 def setup(app: Sphinx) -> dict:
+    """Register the config value and the event handlers."""
     app.connect("autodoc-process-bases", public_bases)
     app.add_config_value("gallery_time_limit_s", 30.0, "env")
     app.connect("builder-inited", write_readme_tables)
