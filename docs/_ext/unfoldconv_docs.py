@@ -112,30 +112,27 @@ def check_gallery(app: Sphinx, exception: Exception | None) -> None:
     out = Path(app.srcdir) / conf["gallery_dirs"]
     ignore = re.compile(conf["ignore_pattern"])
     limit = app.config.gallery_time_limit_s
-    times = execution_times(out / "sg_execution_times.rst")
     for example in sorted(src.glob("plot_*.py")):
         if ignore.search(str(example)):
             continue
         if not (out / "images" / f"sphx_glr_{example.stem}_001.png").exists():
             logger.warning(f"gallery example {example.name} made no figure")
-        if times.get(example.name, 0.0) > limit:
+        seconds = execution_time(out / f"{example.stem}.rst")
+        if seconds > limit:
             logger.warning(
-                f"gallery example {example.name} took {times[example.name]:.1f} s "
+                f"gallery example {example.name} took {seconds:.1f} s "
                 f"(limit {limit:.0f} s on 2 CPU cores)"
             )
 
 
-def execution_times(path: Path) -> dict[str, float]:
-    """``{example file: seconds}`` from sphinx-gallery's ``sg_execution_times.rst``."""
+def execution_time(path: Path) -> float:
+    """Seconds an example ran, from the ``Total running time`` line sphinx-gallery writes into
+    its page (``auto_examples/<name>.rst``); 0 when the page is missing."""
     if not path.exists():
-        return {}
-    times = {}
-    for line in path.read_text().splitlines():
-        name = re.search(r"``(plot_\w+\.py)``", line)
-        clock = re.search(r"(\d+):(\d+(?:\.\d+)?)", line)
-        if name and clock:
-            times[name.group(1)] = 60 * int(clock.group(1)) + float(clock.group(2))
-    return times
+        return 0.0
+    found = re.search(r"Total running time of the script:\*\* \((\d+) minutes ([\d.]+) seconds\)",
+                      path.read_text())  # fmt: skip
+    return 60 * int(found.group(1)) + float(found.group(2)) if found else 0.0
 
 
 def public_bases(app, name, obj, options, bases: list) -> None:
