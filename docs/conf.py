@@ -95,6 +95,7 @@ gallery_time_limit_s = 30.0
 html_theme = "pydata_sphinx_theme"
 html_title = f"unfoldconv {release}"
 html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"
 html_css_files = ["unfoldconv.css"]
 html_show_sourcelink = False
 html_theme_options = {
