@@ -161,8 +161,19 @@ def public_bases(app, name, obj, options, bases: list) -> None:
     bases[:] = [f":py:class:`{e}`" if isinstance(e, str) else e for e in shown]
 
 
+def drop_curvature_entries(app: Sphinx, docname: str, source: list[str]) -> None:
+    """``source-read``: without ``unfoldconv.curvature``, drop the toctree entries named
+    ``curvature`` (their pages are excluded in ``conf.py``)."""
+    if app.config.curvature_available or not docname.endswith("index"):
+        return
+    lines = source[0].splitlines(keepends=True)
+    source[0] = "".join(line for line in lines if line.strip() != "curvature")
+
+
 def setup(app: Sphinx) -> dict:
-    """Register the config value and the event handlers."""
+    """Register the config values and the event handlers."""
+    app.add_config_value("curvature_available", False, "env")
+    app.connect("source-read", drop_curvature_entries)
     app.connect("autodoc-process-bases", public_bases)
     app.add_config_value("gallery_time_limit_s", 30.0, "env")
     app.connect("builder-inited", write_readme_tables)
