@@ -54,7 +54,9 @@ exclude_patterns = [
 # dropped by docs/_ext/unfoldconv_docs.py); once the module imports, they are built as the rest.
 curvature_available = importlib.util.find_spec("unfoldconv.curvature") is not None
 CURVATURE_PAGES = ["guide/curvature.rst", "api/curvature.rst"]
-if not curvature_available:
+if curvature_available:
+    tags.add("curvature")  # noqa: F821 (Sphinx puts `tags` into conf.py's namespace)
+else:
     exclude_patterns += CURVATURE_PAGES
 
 # -- cross-references -----------------------------------------------------------------------
