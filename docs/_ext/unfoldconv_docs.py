@@ -163,11 +163,14 @@ def public_bases(app, name, obj, options, bases: list) -> None:
 
 def drop_curvature_entries(app: Sphinx, docname: str, source: list[str]) -> None:
     """``source-read``: without ``unfoldconv.curvature``, drop the toctree entries named
-    ``curvature`` (their pages are excluded in ``conf.py``)."""
-    if app.config.curvature_available or not docname.endswith("index"):
+    ``curvature`` (their pages are excluded in ``conf.py``) and the ``.. only:: curvature``
+    blocks (Sphinx would still resolve their references, and warn)."""
+    if app.config.curvature_available:
         return
-    lines = source[0].splitlines(keepends=True)
-    source[0] = "".join(line for line in lines if line.strip() != "curvature")
+    text = re.sub(r"^\.\. only:: curvature\n(?:\n|[ \t]+.*\n)*", "", source[0], flags=re.M)
+    if docname.endswith("index"):
+        text = "".join(line for line in text.splitlines(True) if line.strip() != "curvature")
+    source[0] = text
 
 
 def setup(app: Sphinx) -> dict:
