@@ -29,7 +29,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",
     "sphinx_copybutton",
     "sphinx_gallery.gen_gallery",
     "unfoldconv_docs",  # docs/_ext: README tables, the public-API and gallery checks
@@ -60,6 +59,7 @@ else:
     exclude_patterns += CURVATURE_PAGES
 
 # -- cross-references -----------------------------------------------------------------------
+# no math markup: Sphinx's math renderer (MathJax) would load from a CDN; formulas are code
 nitpicky = True
 nitpick_ignore_regex = [
     # other packages' names in signatures and docstrings (no offline inventory to link them to)

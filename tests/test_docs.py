@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -56,8 +57,15 @@ def python_blocks(page: Path) -> list[str]:
     return blocks
 
 
+CURVATURE = importlib.util.find_spec("unfoldconv.curvature") is not None  # once merged
 CODE = [
-    pytest.param(code, id=f"{page.relative_to(ROOT / 'docs').with_suffix('')}-{i}")
+    pytest.param(
+        code,
+        id=f"{page.relative_to(ROOT / 'docs').with_suffix('')}-{i}",
+        marks=pytest.mark.skipif(
+            page.stem == "curvature" and not CURVATURE, reason="unfoldconv.curvature not merged"
+        ),
+    )
     for page in sorted((ROOT / "docs").glob("**/*.rst"))
     if "_build" not in page.parts and "auto_examples" not in page.parts
     for i, code in enumerate(python_blocks(page))
