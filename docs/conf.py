@@ -96,7 +96,7 @@ sphinx_gallery_conf = {
     "only_warn_on_example_error": False,
     "download_all_examples": False,
     "remove_config_comments": True,
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "unfoldconv_docs.GalleryOrder",  # docs/_ext: reading order
     "show_memory": False,
     "write_computation_times": False,  # its page loads a table script from a CDN (offline!)
     "image_scrapers": ("matplotlib",),

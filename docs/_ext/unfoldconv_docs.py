@@ -33,6 +33,32 @@ README_TABLES = {
 }
 
 
+#: the gallery's reading order (files not listed go last, by name)
+GALLERY_ORDER = (
+    "plot_unfold_fold.py",
+    "plot_conv_as_matmul.py",
+    "plot_locally_connected_3d.py",
+    "plot_patch_embed.py",
+    "plot_per_sample_gradients.py",
+    "plot_kfac.py",
+    "plot_benchmark.py",
+)
+
+
+class GalleryOrder:
+    """sphinx-gallery's ``within_subsection_order``: :data:`GALLERY_ORDER`, then by name."""
+
+    def __init__(self, src_dir: str) -> None:
+        self.src_dir = src_dir
+
+    def __call__(self, filename: str) -> tuple[int, str]:
+        rank = GALLERY_ORDER.index(filename) if filename in GALLERY_ORDER else len(GALLERY_ORDER)
+        return rank, filename
+
+    def __repr__(self) -> str:  # sphinx-gallery stores the config: a stable repr, no rebuilds
+        return "GalleryOrder"
+
+
 def markdown_table(text: str, header_start: str) -> list[list[str]]:
     """The rows (header first) of the Markdown table whose header line starts ``header_start``."""
     lines = text.splitlines()
