@@ -79,6 +79,9 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_class_signature = "mixed"
 autoclass_content = "class"
+# an override without a docstring (FoldNd.forward) shows nothing rather than its parent's text,
+# whose relative references (":func:`fold`") do not resolve in the subclass's module
+autodoc_inherit_docstrings = False
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 # "Shape": torch's docstring section for the size formulas; "Attributes" rendered like "Args"

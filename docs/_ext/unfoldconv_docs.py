@@ -199,11 +199,44 @@ def drop_curvature_entries(app: Sphinx, docname: str, source: list[str]) -> None
     source[0] = text
 
 
+SECTION = re.compile(r"^\s*(Args|Arguments|Attributes|Parameters):\s*$")
+NAMES_CONTINUED = re.compile(r"^\s+\w+(,\s*\w+)*,\s*$")  # "    a, b, c," (the names go on)
+
+
+def google_docstring_habits(app, what, name, obj, options, lines: list[str]) -> None:
+    """``autodoc-process-docstring``, before napoleon: two Google-style habits of this code
+    base that napoleon misreads, rewritten to what it reads.
+
+    - An entry of ``Args:`` / ``Attributes:`` whose list of names wraps onto the next line
+      (``kernel_size, stride, ...,`` then ``output_padding: the layer's``) is joined into one
+      line.
+    - A property whose first line reads ``Some words: description`` would be parsed as
+      ``type: description``; its colon becomes a dash.
+    """
+    in_section = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if SECTION.match(line):
+            in_section = True
+        elif line and not line[0].isspace():
+            in_section = False
+        elif in_section and NAMES_CONTINUED.match(line) and i + 1 < len(lines):
+            lines[i : i + 2] = [line.rstrip() + " " + lines[i + 1].strip()]
+            continue
+        i += 1
+    if what == "property" and lines:
+        head, colon, tail = lines[0].partition(": ")
+        if colon and " " in head.strip():
+            lines[0] = f"{head} — {tail}"
+
+
 def setup(app: Sphinx) -> dict:
     """Register the config values and the event handlers."""
     app.add_config_value("curvature_available", False, "env")
     app.connect("source-read", drop_curvature_entries)
     app.connect("autodoc-process-bases", public_bases)
+    app.connect("autodoc-process-docstring", google_docstring_habits, priority=400)
     app.add_config_value("gallery_time_limit_s", 30.0, "env")
     app.connect("builder-inited", write_readme_tables)
     app.connect("env-check-consistency", check_public_api)
