@@ -106,7 +106,7 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "reset_modules": ("matplotlib", "seaborn"),
 }
-#: each gallery example must run in under this many seconds (2 CPU cores); checked at the end
+#: each gallery example's budget in seconds (2 CPU cores): reported past it, an error past twice
 gallery_time_limit_s = 30.0
 
 # -- HTML --------------------------------------------------------------------------------------

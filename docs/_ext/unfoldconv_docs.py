@@ -6,8 +6,9 @@
   missing from the README fails the build.
 - **Public API**: every name in ``__all__`` of the public modules (:data:`PUBLIC_MODULES`) must be
   documented (a ``py`` object of the API reference), else the build warns (``-W``: fails).
-- **Gallery**: every executed example must have made at least one figure and run within
-  ``gallery_time_limit_s`` (``conf.py``).
+- **Gallery**: every executed example must have made at least one figure; one that runs over
+  ``gallery_time_limit_s`` (``conf.py``) is reported, and one over twice that fails the build
+  (wall time on a shared machine is noisy: the margin keeps a busy neighbour from failing CI).
 """
 
 from __future__ import annotations
@@ -144,11 +145,13 @@ def check_gallery(app: Sphinx, exception: Exception | None) -> None:
         if not (out / "images" / f"sphx_glr_{example.stem}_001.png").exists():
             logger.warning(f"gallery example {example.name} made no figure")
         seconds = execution_time(out / f"{example.stem}.rst")
-        if seconds > limit:
+        if seconds > 2 * limit:  # a failure: far over budget, not a busy machine's noise
             logger.warning(
                 f"gallery example {example.name} took {seconds:.1f} s "
-                f"(limit {limit:.0f} s on 2 CPU cores)"
+                f"(budget {limit:.0f} s on 2 CPU cores; the build fails past twice that)"
             )
+        elif seconds > limit:
+            logger.info(f"gallery example {example.name} took {seconds:.1f} s: over its budget")
 
 
 def execution_time(path: Path) -> float:
