@@ -29,7 +29,6 @@ PUBLIC_MODULES = ("unfoldconv", "unfoldconv.layers", "unfoldconv.compat", "unfol
 #: README tables shown in the docs: name -> the table's header row in README.md
 README_TABLES = {
     "backends": "| backend | runs |",
-    "cpu_fold": "| shape | quiet | with one busy process |",
     "vit_stems": "| stem | time/epoch (s) |",
 }
 
