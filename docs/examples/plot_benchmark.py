@@ -81,5 +81,6 @@ for record in records:
         other = key.split("/", 1)[1]
         verdict = "faster" if ratio < 1 else "slower"
         factor = 1 / ratio if ratio < 1 else ratio
-        print(f"{record['group']} {record['mode']} on {record['case']}: unfoldconv {ours:.2f} ms, "
+        layer = record["case"].split()[0]  # "conv7" or "3d"
+        print(f"{record['group']} {record['mode']} ({layer}): {ours:.2f} ms, "
               f"{factor:.2f}x {verdict} than {other} ({record[other + ' ms']:.2f} ms)")  # fmt: skip
