@@ -11,6 +11,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
@@ -62,6 +63,16 @@ def test_wheel_contents(dist):
     assert top_level == {"unfoldconv", wheel.name.split("-py3")[0] + ".dist-info"}, top_level
     for left_out in ("tests/", "experiments/", "docs/", "_build/", "configs/"):
         assert not any(left_out in name for name in names), left_out
+
+
+def test_sdist_contents(dist):
+    (sdist,) = dist.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    for needed in ("LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "unfoldconv/py.typed"):
+        assert needed in names, needed
+    for left_out in ("tests/", "experiments/", "docs/", ".ci/"):
+        assert not any(name.startswith(left_out) for name in names), left_out
 
 
 def test_one_version_source(dist):
