@@ -7,7 +7,6 @@ packages listed in ``nitpick_ignore_regex`` (there is no offline inventory of to
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -51,7 +50,8 @@ exclude_patterns = [
 # unfoldconv.curvature (API.md section 6) is built on its own branch: until it is merged, its
 # pages and gallery example stay out of the build (the toctree entries named "curvature" are
 # dropped by docs/_ext/unfoldconv_docs.py); once the module imports, they are built as the rest.
-curvature_available = importlib.util.find_spec("unfoldconv.curvature") is not None
+# (asked of this checkout's files: an editable install elsewhere would resolve the name anyway)
+curvature_available = (ROOT / "unfoldconv" / "curvature" / "__init__.py").is_file()
 CURVATURE_PAGES = ["guide/curvature.rst", "api/curvature.rst"]
 if curvature_available:
     tags.add("curvature")  # noqa: F821 (Sphinx puts `tags` into conf.py's namespace)
