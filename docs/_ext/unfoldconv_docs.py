@@ -30,6 +30,7 @@ PUBLIC_MODULES = ("unfoldconv", "unfoldconv.layers", "unfoldconv.compat", "unfol
 README_TABLES = {
     "backends": "| backend | runs |",
     "vit_stems": "| stem | time/epoch (s) |",
+    "curvature_cost": "| op (series) | compared with |",
 }
 
 
