@@ -17,6 +17,7 @@ import unfoldconv
 from tests.test_engine_errors import CASES as ERROR_CASES
 from unfoldconv import fold, kernels, unfold, unfold_transpose
 from unfoldconv._args import make_geometry
+from unfoldconv._backend import conv_route
 from unfoldconv._engine import gather, scatter
 from unfoldconv.layers import Conv2d
 
@@ -334,7 +335,8 @@ def test_out_workspace():
 
 @pytest.mark.parametrize("workspace_bytes", [None, 600], ids=["whole-batch", "chunked"])
 def test_conv_forward_and_backward_use_the_kernels(workspace_bytes, launches):
-    """unfoldconv.conv and layers.Conv2d gather into the ``out=`` workspace and fold back."""
+    """On the unfold conv route, unfoldconv.conv and layers.Conv2d gather into the ``out=``
+    workspace and fold back (the implicit-GEMM route: tests/test_kernels_conv.py)."""
     x = torch.randn(3, 4, 6, 5, requires_grad=True)
     weight = torch.randn(6, 2, 3, 3, requires_grad=True)
     layer = Conv2d(4, 6, 3, stride=(2, 1), padding=1, groups=2)
@@ -342,7 +344,7 @@ def test_conv_forward_and_backward_use_the_kernels(workspace_bytes, launches):
     inputs = [x, weight, *layer.parameters()]
     results = {}
     for backend in ("torch", "triton"):
-        with unfoldconv.backend(backend):
+        with unfoldconv.backend(backend), conv_route("unfold"):
             y = unfoldconv.conv(x, weight, padding=1, groups=2, workspace_bytes=workspace_bytes)
             z = layer(x)
             grads = torch.autograd.grad(y.square().sum() + z.square().sum(), inputs)
@@ -434,12 +436,14 @@ def test_cuda_int64_offsets():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_conv_layer_matches_torch_route():
+@pytest.mark.parametrize("route", ["unfold", "implicit_gemm"])
+def test_cuda_conv_layer_matches_torch_route(route, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # both routes IEEE float32
     layer = Conv2d(96, 96, 3, padding=1).cuda()
     x = torch.randn(32, 96, 32, 32, device="cuda", requires_grad=True)
     outputs = {}
     for backend in ("torch", "triton"):
-        with unfoldconv.backend(backend):
+        with unfoldconv.backend(backend), conv_route(route):
             y = layer(x)
             outputs[backend] = (y, *torch.autograd.grad(y.square().sum(), [x, layer.weight]))
     for got, expected in zip(outputs["triton"], outputs["torch"]):

@@ -80,6 +80,7 @@ def _window_conv_kernel(
     INDEX_64: tl.constexpr,
     ACCUMULATOR: tl.constexpr,
     PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,  # multiply in ACCUMULATOR (see upcast_for_dot); never on a GPU
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -135,6 +136,9 @@ def _window_conv_kernel(
                     mask=red_in_range[:, None] & channel_in_range[None, :],
                     other=0,
                 )  # (K, N)
+                if UPCAST:
+                    columns = columns.to(ACCUMULATOR)
+                    kernels = kernels.to(ACCUMULATOR)
                 accumulator = tl.dot(
                     columns, kernels, accumulator, input_precision=PRECISION, out_dtype=ACCUMULATOR
                 )
@@ -187,6 +191,7 @@ def _weight_grad_kernel(
     INDEX_64: tl.constexpr,
     ACCUMULATOR: tl.constexpr,
     PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -235,6 +240,9 @@ def _weight_grad_kernel(
             mask=in_range[:, None] & out_channel_in_range[None, :],
             other=0,
         )  # (M, N)
+        if UPCAST:
+            columns = columns.to(ACCUMULATOR)
+            grads = grads.to(ACCUMULATOR)
         accumulator = tl.dot(
             columns, grads, accumulator, input_precision=PRECISION, out_dtype=ACCUMULATOR
         )
@@ -295,13 +303,29 @@ INTERPRETER_TILE = {"BLOCK_M": 64, "BLOCK_N": 16, "BLOCK_K": 16, "BLOCK_R": 16}
 INTERPRETER_WEIGHT_GRAD_PROGRAMS = 1
 
 
+# Launch options of both kernels: floating multiply-add contraction on (the products of an ieee
+# float32 tl.dot are fused multiply-adds; explicit, which keeps Triton's default-change warning
+# quiet).
+OPTIONS = {"enable_fp_fusion": True}
+
+
 def input_precision(dtype: torch.dtype, device: torch.device) -> str:
-    """``tl.dot``'s ``input_precision``: ``"tf32"`` for float32 on CUDA when
+    """``tl.dot``'s ``input_precision``: for float32 ``"tf32"`` on CUDA when
     ``torch.backends.cudnn.allow_tf32`` is set (torch's policy for its own convolutions),
-    ``"ieee"`` otherwise (16-bit types multiply exactly anyway; the interpreter is exact)."""
-    if dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32:
-        return "tf32"
-    return "ieee"
+    ``"ieee"`` otherwise (and always under the interpreter); float64 ``"ieee"``; float16 and
+    bfloat16 ``"tf32"``, tl.dot's default, which multiplies them natively (``"ieee"`` made
+    Triton 3.9 lower a bfloat16 dot to float32 FMAs in the weight-gradient kernel)."""
+    if dtype == torch.float32:
+        tf32 = device.type == "cuda" and torch.backends.cudnn.allow_tf32
+        return "tf32" if tf32 else "ieee"
+    return "ieee" if dtype == torch.float64 else "tf32"
+
+
+def upcast_for_dot(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the kernels convert their tiles to float32 before ``tl.dot``: only for bfloat16
+    under the interpreter, whose ``tl.dot`` multiplies bfloat16's raw bits as numbers (Triton
+    3.9). Exact: a product of two bfloat16 values fits in float32's mantissa."""
+    return dtype == torch.bfloat16 and device.type == "cpu"
 
 
 def _prune_window_configs(configs, named_args, **kwargs):
@@ -331,12 +355,12 @@ def run(kernel, grid, device: torch.device, args: tuple, constants: dict, tile: 
     """
     if device.type == "cpu":
         blocks = {name: INTERPRETER_TILE[name] for name in _block_names(kernel)}
-        _launch.launch(kernel, grid(blocks), device, *args, **constants, **blocks)
+        _launch.launch(kernel, grid(blocks), device, *args, **constants, **blocks, **OPTIONS)
     elif tile is None:
         with torch.cuda.device(device):
-            _autotuned_window_kernel()[grid](*args, **constants)
+            _autotuned_window_kernel()[grid](*args, **constants, **OPTIONS)
     else:
-        _launch.launch(kernel, grid(tile), device, *args, **constants, **tile)
+        _launch.launch(kernel, grid(tile), device, *args, **constants, **tile, **OPTIONS)
 
 
 def _block_names(kernel) -> tuple[str, ...]:
@@ -409,6 +433,7 @@ def window_conv(
         "INDEX_64": _launch.needs_int64(source, output),
         "ACCUMULATOR": ACCUMULATORS[dtype],
         "PRECISION": input_precision(dtype, source.device),
+        "UPCAST": upcast_for_dot(dtype, source.device),
     }
 
     def grid(meta):
@@ -483,6 +508,7 @@ def weight_grad_partials(
         "INDEX_64": _launch.needs_int64(input, grad_output, partials),
         "ACCUMULATOR": ACCUMULATORS[input.dtype],
         "PRECISION": input_precision(input.dtype, input.device),
+        "UPCAST": upcast_for_dot(input.dtype, input.device),
     }
 
     def grid(meta):

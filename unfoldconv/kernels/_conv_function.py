@@ -31,18 +31,21 @@ def pack_weight(weight: torch.Tensor, groups: int, transposed: bool) -> torch.Te
     return blocks.permute(0, 3, 2, 1).contiguous()  # (g, K, C_in/g, C_out/g)
 
 
-def _empty_like_layout(like: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """An output of ``shape`` in ``like``'s memory format (channels_last in, channels_last out,
-    as torch's convs)."""
-    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-    memory_format = formats.get(like.dim())
+def memory_format(like: torch.Tensor) -> torch.memory_format:
+    """``like``'s memory format as torch's convs pass it on: channels_last (3d) for a
+    channels_last tensor, contiguous otherwise."""
+    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(like.dim())
     if (
-        memory_format is not None
+        channels_last is not None
         and not like.is_contiguous()
-        and like.is_contiguous(memory_format=memory_format)
+        and like.is_contiguous(memory_format=channels_last)
     ):
-        return like.new_empty(shape, memory_format=memory_format)
-    return like.new_empty(shape)
+        return channels_last
+    return torch.contiguous_format
+
+
+def _empty(like: torch.Tensor, shape: Sequence[int], layout: torch.memory_format) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
 
 
 def conv_forward(
@@ -55,7 +58,7 @@ def conv_forward(
     """``(N, C_in, *spatial) -> (N, C_out, *out)``: the convolution, bias fused."""
     d = geometry.dim
     out_size = geometry.output_size(input.shape[2:])
-    output = _empty_like_layout(input, (input.shape[0], weight.shape[0], *out_size))
+    output = _empty(input, (input.shape[0], weight.shape[0], *out_size), memory_format(input))
     _conv.window_conv(
         input,
         pack_weight(weight, groups, transposed=False),
@@ -77,16 +80,17 @@ def conv_input_grad(
     input_size: Sequence[int],
     geometry: Geometry,
     groups: int,
+    layout: torch.memory_format = torch.contiguous_format,
 ) -> torch.Tensor:
     """``(N, C_out, *out) -> (N, C_in, *input_size)``: the adjoint of :func:`conv_forward` in
     ``input`` (the input gradient, or the transposed convolution of ``grad_output``), plus
-    ``bias`` ``(C_in,)`` if given.
+    ``bias`` ``(C_in,)`` if given, in memory format ``layout``.
 
     Read as a convolution of ``grad_output`` dilated by the stride, stride 1, the kernel
     flipped and transposed, padded by ``dilation * (kernel_size - 1) - pad_before``.
     """
     c_in = weight.shape[1] * groups
-    output = _empty_like_layout(grad_output, (grad_output.shape[0], c_in, *input_size))
+    output = _empty(grad_output, (grad_output.shape[0], c_in, *input_size), layout)
     pad = [
         dil * (k - 1) - lo
         for k, dil, (lo, _) in zip(geometry.kernel_size, geometry.dilation, geometry.padding)
@@ -127,6 +131,16 @@ def conv_weight_grad(
     return grad.reshape(weight_shape).to(input.dtype)
 
 
+def _conv_to_size(input, weight, geometry: Geometry, groups: int, size) -> torch.Tensor:
+    """The convolution cut to ``size``: the output gradient of a transposed convolution with
+    ``output_padding >= stride`` is smaller than a convolution of its output gives (the extra
+    positions are no output of the transposed convolution)."""
+    output = ImplicitConv.apply(input, weight, None, geometry, groups)
+    if tuple(output.shape[2:]) != tuple(size):
+        output = output[(..., *(slice(0, s) for s in size))]
+    return output
+
+
 def _bias_grad(grad: torch.Tensor) -> torch.Tensor:
     return grad.sum(dim=(0, *range(2, grad.dim())))  # (N, C, *spatial) -> (C,)
 
@@ -146,9 +160,8 @@ class ImplicitConv(torch.autograd.Function):
         geometry, groups = ctx.geometry, ctx.groups
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = ImplicitInputGrad.apply(
-                grad, weight, None, tuple(input.shape[2:]), geometry, groups
-            )
+            size, layout = tuple(input.shape[2:]), memory_format(input)
+            grad_input = ImplicitInputGrad.apply(grad, weight, None, size, geometry, groups, layout)
         if ctx.needs_input_grad[1]:
             grad_weight = ImplicitWeightGrad.apply(
                 input, grad, tuple(weight.shape), geometry, groups
@@ -162,10 +175,10 @@ class ImplicitInputGrad(torch.autograd.Function):
     """``conv_input_grad(grad_output, weight, bias)`` (also the transposed convolution)."""
 
     @staticmethod
-    def forward(ctx, grad_output, weight, bias, input_size, geometry: Geometry, groups: int):
+    def forward(ctx, grad_output, weight, bias, input_size, geometry: Geometry, groups, layout):
         ctx.save_for_backward(grad_output, weight)
         ctx.geometry, ctx.groups, ctx.has_bias = geometry, groups, bias is not None
-        return conv_input_grad(grad_output, weight, bias, input_size, geometry, groups)
+        return conv_input_grad(grad_output, weight, bias, input_size, geometry, groups, layout)
 
     @staticmethod
     def backward(ctx, grad):
@@ -173,7 +186,7 @@ class ImplicitInputGrad(torch.autograd.Function):
         geometry, groups = ctx.geometry, ctx.groups
         grad_grad_output = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_grad_output = ImplicitConv.apply(grad, weight, None, geometry, groups)
+            grad_grad_output = _conv_to_size(grad, weight, geometry, groups, grad_output.shape[2:])
         if ctx.needs_input_grad[1]:
             # d<grad, input_grad(g, w)>/dw = weight_grad(grad, g)
             grad_weight = ImplicitWeightGrad.apply(
@@ -181,7 +194,7 @@ class ImplicitInputGrad(torch.autograd.Function):
             )
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = _bias_grad(grad)
-        return grad_grad_output, grad_weight, grad_bias, None, None, None
+        return grad_grad_output, grad_weight, grad_bias, None, None, None, None
 
 
 class ImplicitWeightGrad(torch.autograd.Function):
@@ -199,11 +212,12 @@ class ImplicitWeightGrad(torch.autograd.Function):
         geometry, groups = ctx.geometry, ctx.groups
         grad_input = grad_grad_output = None
         if ctx.needs_input_grad[0]:
+            size, layout = tuple(input.shape[2:]), memory_format(input)
             grad_input = ImplicitInputGrad.apply(
-                grad_output, grad, None, tuple(input.shape[2:]), geometry, groups
+                grad_output, grad, None, size, geometry, groups, layout
             )
         if ctx.needs_input_grad[1]:
-            grad_grad_output = ImplicitConv.apply(input, grad, None, geometry, groups)
+            grad_grad_output = _conv_to_size(input, grad, geometry, groups, grad_output.shape[2:])
         return grad_input, grad_grad_output, None, None, None
 
 
@@ -229,4 +243,5 @@ def conv_transpose(
     """The transposed convolution of a checked batch: ``weight`` ``(C_in, C_out / groups,
     *kernel_size)`` (torch's transposed layout) read as the weight of the convolution it
     transposes, ``geometry`` that convolution's (kernel, dilation, padding, stride)."""
-    return ImplicitInputGrad.apply(input, weight, bias, tuple(output_size), geometry, groups)
+    size, layout = tuple(output_size), memory_format(input)
+    return ImplicitInputGrad.apply(input, weight, bias, size, geometry, groups, layout)
