@@ -436,6 +436,32 @@ def test_cuda_int64_offsets():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fold_int64_offsets():
+    """Fold of more than 2**31 column elements (uint8, about 2.4 GiB of columns and 3 GiB of
+    temporaries): the int64 index arithmetic of the fold kernel against the torch route, with
+    position-dependent values so a wrapped offset shows."""
+    from unfoldconv.kernels import _launch
+
+    size = (2**14, 2**14)
+    length = size[0] * size[1]
+    base = (torch.arange(length, device="cuda") % 251).to(torch.uint8)
+    columns = torch.stack([base + 31 * row for row in range(9)]).unsqueeze(0)  # (1, 9, L)
+    del base
+    assert columns.numel() > 2**31 and _launch.needs_int64(columns)
+    geometry = make_geometry(2, 3, 1, 1, 1)
+    folded = on("triton", scatter, columns, size, geometry)
+    assert torch.equal(folded, on("torch", scatter, columns, size, geometry))
+    # the last element, past offset 2**31 of the columns' rows 4-8: the four windows at
+    # (H-1 or H-2, W-1 or W-2) read it through kernel offsets (1 or 2, 1 or 2)
+    height, width = size
+    reads = [(4, height - 1, width - 1), (5, height - 1, width - 2)]
+    reads += [(7, height - 2, width - 1), (8, height - 2, width - 2)]
+    expected = sum((y * width + x) % 251 + 31 * row for row, y, x in reads) % 256
+    assert folded[0, 0, -1, -1].item() == expected
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("route", ["unfold", "implicit_gemm"])
 def test_cuda_conv_layer_matches_torch_route(route, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # both routes IEEE float32
