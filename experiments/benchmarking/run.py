@@ -109,9 +109,6 @@ def run_metadata(args: argparse.Namespace, device: torch.device) -> dict:
         "torch": torch.__version__,
         "threads": args.threads,
         "backend": args.backend,
-        "precision": args.precision,
-        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
-        "matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "load": "1 busy process" if args.load else "quiet",
         "quick": args.quick,
         "unfoldNd": getattr(unfoldNd, "__version__", "installed") if unfoldNd else "absent",
@@ -158,6 +155,11 @@ def main(argv: list[str] | None = None, description: str = "") -> dict[str, Path
     stem += f"-{args.backend}" * (args.backend != "auto")
     stem += f"-{args.precision}" * (args.precision != "torch-default")
     header = "# unfoldconv benchmark\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items())
+    header += (  # the float32 policy of every CUDA conv and matmul here (the file name has it)
+        f"\n\nprecision: {args.precision} (torch.backends.cudnn.allow_tf32="
+        f"{torch.backends.cudnn.allow_tf32}, torch.backends.cuda.matmul.allow_tf32="
+        f"{torch.backends.cuda.matmul.allow_tf32})"
+    )
     paths, records, overview = write_tables(rows, out_dir, stem, header, meta)
     plot = plot_ratios(records, out_dir / f"{stem}.png")
     if plot is not None:
