@@ -89,15 +89,17 @@ def _window_conv_kernel(
     phase = tl.program_id(2) % NUM_PHASES  # row-major over SOURCE_DILATION
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # (M,) = (sample, grid position)
     out_channels = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # (N,) within the group
-    if INDEX_64:
+    reduced = tl.arange(0, BLOCK_K)  # (K,) source channels of one step
+    if INDEX_64:  # channel * channel stride can pass 2**31 too
         rows = rows.to(tl.int64)
         group = group.to(tl.int64)
+        out_channels = out_channels.to(tl.int64)
+        reduced = reduced.to(tl.int64)
     in_range = rows < num_rows
     channel_in_range = out_channels < c_out
     sample = rows // GRID_NUMEL
     grid_pos = rows % GRID_NUMEL
     source_row = sample * source_stride_n + group * c_red * source_stride_c  # (M,)
-    reduced = tl.arange(0, BLOCK_K)  # (K,) source channels of one step
     accumulator = tl.full((BLOCK_M, BLOCK_N), 0, ACCUMULATOR)
     for kernel_offset in range(KERNEL_NUMEL):
         source_offset = source_row
@@ -205,6 +207,8 @@ def _weight_grad_kernel(
     if INDEX_64:
         group = group.to(tl.int64)
         split = split.to(tl.int64)
+        in_channels = in_channels.to(tl.int64)
+        out_channels = out_channels.to(tl.int64)
     in_channel_in_range = in_channels < c_in
     out_channel_in_range = out_channels < c_out
     input_channel_offset = (group * c_in + in_channels) * input_stride_c  # (R,)
@@ -392,48 +396,75 @@ def window_conv(
     ``(groups, K, C_red, C_out)`` (contiguous), plus ``bias``: at output position ``o`` and
     kernel offset ``k`` the source is read at ``(o * stride + k * dilation - pad_before) /
     source_dilation`` where that is a whole number inside the source."""
-    n = source.shape[0]
-    groups, kernel_numel, c_red, c_out = packed_weight.shape
-    output_size = tuple(output.shape[2:])
+    plan = _window_plan(
+        tuple(source.shape),
+        source.stride(),
+        tuple(packed_weight.shape),
+        tuple(output.shape),
+        output.stride(),
+        source.dtype,
+        source.device,
+        torch.backends.cudnn.allow_tf32,
+        bias is not None,
+        (tuple(kernel_size), tuple(dilation), tuple(stride), tuple(pad_before)),
+        tuple(source_dilation),
+    )
+    if plan is None:  # nothing to compute
+        return
+    scalars, constants, grid = plan
+    # bias: a dummy pointer without one
+    tensors = (source, packed_weight, output if bias is None else bias, output)
+    run(_window_conv_kernel, grid, source.device, tensors + scalars, constants, None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _window_plan(
+    source_shape, source_strides, weight_shape, output_shape, output_strides, dtype, device,
+    allow_tf32, has_bias, window, source_dilation,
+):  # fmt: skip
+    """The launch plan of :func:`window_conv` per shape, strides, dtype, device and policy
+    (``allow_tf32`` is in the key so the cached precision follows the flag): the scalar
+    arguments, the compile-time constants and the grid. Cached: a layer's call builds none."""
+    kernel_size, dilation, stride, pad_before = window
+    n = source_shape[0]
+    groups, kernel_numel, c_red, c_out = weight_shape
+    output_size = output_shape[2:]
     grid_size = tuple(_cdiv(size, step) for size, step in zip(output_size, source_dilation))
     num_rows = n * math.prod(grid_size)
     if num_rows == 0 or c_out == 0:
-        return
+        return None
     num_phases = math.prod(source_dilation)
-    dtype = source.dtype
-    args = (
-        source,
-        packed_weight,
-        output if bias is None else bias,  # a dummy pointer without bias
-        output,
+    scalars = (
         num_rows,
         c_out,
         c_red,
-        source.stride(0),
-        source.stride(1),
-        output.stride(0),
-        output.stride(1),
-        tuple(source.shape[2:]),
-        tuple(source.stride()[2:]),
+        source_strides[0],
+        source_strides[1],
+        output_strides[0],
+        output_strides[1],
+        source_shape[2:],
+        source_strides[2:],
         output_size,
-        tuple(output.stride()[2:]),
+        output_strides[2:],
     )
     constants = {
         "GRID_SIZE": grid_size,
-        "KERNEL_SIZE": tuple(kernel_size),
-        "DILATION": tuple(dilation),
-        "STRIDE": tuple(stride),
-        "PAD_BEFORE": tuple(pad_before),
-        "SOURCE_DILATION": tuple(source_dilation),
+        "KERNEL_SIZE": kernel_size,
+        "DILATION": dilation,
+        "STRIDE": stride,
+        "PAD_BEFORE": pad_before,
+        "SOURCE_DILATION": source_dilation,
         "NUM_PHASES": num_phases,
         "GRID_NUMEL": math.prod(grid_size),
         "KERNEL_NUMEL": kernel_numel,
         "D": len(kernel_size),
-        "HAS_BIAS": bias is not None,
-        "INDEX_64": _launch.needs_int64(source, output),
+        "HAS_BIAS": has_bias,
+        "INDEX_64": _launch.sizes_need_int64(
+            (source_shape, source_strides), (output_shape, output_strides)
+        ),
         "ACCUMULATOR": ACCUMULATORS[dtype],
-        "PRECISION": input_precision(dtype, source.device),
-        "UPCAST": upcast_for_dot(dtype, source.device),
+        "PRECISION": input_precision(dtype, device),
+        "UPCAST": upcast_for_dot(dtype, device),
     }
 
     def grid(meta):
@@ -443,7 +474,7 @@ def window_conv(
             groups * num_phases,
         )
 
-    run(_window_conv_kernel, grid, source.device, args, constants, None)
+    return scalars, constants, grid
 
 
 def weight_grad_partials(
@@ -457,69 +488,87 @@ def weight_grad_partials(
 ) -> torch.Tensor:
     """``(groups, K, C_in / groups, C_out / groups)``: the weight gradient, summed in a fixed
     order (see the module docstring), in float32 (float64 for float64)."""
-    n, c_in = input.shape[:2]
-    c_out = grad_output.shape[1]
-    grid_size = tuple(grad_output.shape[2:])
+    plan = _weight_grad_plan(
+        tuple(input.shape),
+        input.stride(),
+        tuple(grad_output.shape),
+        grad_output.stride(),
+        groups,
+        input.dtype,
+        input.device,
+        torch.backends.cudnn.allow_tf32,
+        (tuple(kernel_size), tuple(dilation), tuple(stride), tuple(pad_before)),
+        INTERPRETER_WEIGHT_GRAD_PROGRAMS if input.device.type == "cpu" else WEIGHT_GRAD_PROGRAMS,
+    )
+    partials_shape, scalars, constants, grid = plan
+    accumulator = torch.float64 if input.dtype == torch.float64 else torch.float32
+    if grid is None:  # nothing to sum
+        return input.new_zeros(partials_shape[1:], dtype=accumulator)
+    partials = torch.empty(partials_shape, dtype=accumulator, device=input.device)
+    tile = {**WEIGHT_GRAD_TILE, **WEIGHT_GRAD_OPTIONS}
+    args = (input, grad_output, partials, *scalars)
+    run(_weight_grad_kernel, grid, input.device, args, constants, tile)
+    return partials.sum(0)  # a fixed-order reduction over the split axis
+
+
+@functools.lru_cache(maxsize=1024)
+def _weight_grad_plan(
+    input_shape, input_strides, grad_shape, grad_strides, groups, dtype, device, allow_tf32,
+    window, target_programs,
+):  # fmt: skip
+    """The launch plan of :func:`weight_grad_partials` (see :func:`_window_plan`): the partial
+    sums' shape ``(split, groups, K, C_in / groups, C_out / groups)``, the scalar arguments,
+    the constants and the grid (``None``: nothing to sum). The split follows from the shape
+    alone, so every run sums in the same order."""
+    kernel_size, dilation, stride, pad_before = window
+    n, c_in = input_shape[:2]
+    c_out = grad_shape[1]
+    grid_size = grad_shape[2:]
     kernel_numel = math.prod(kernel_size)
     c_in_group, c_out_group = c_in // groups, c_out // groups
-    accumulator = torch.float64 if input.dtype == torch.float64 else torch.float32
     num_rows = n * math.prod(grid_size)
     if num_rows == 0 or c_in_group == 0 or c_out_group == 0:
-        return input.new_zeros((groups, kernel_numel, c_in_group, c_out_group), dtype=accumulator)
-    interpreted = input.device.type == "cpu"
-    blocks = INTERPRETER_TILE if interpreted else WEIGHT_GRAD_TILE
-    target = INTERPRETER_WEIGHT_GRAD_PROGRAMS if interpreted else WEIGHT_GRAD_PROGRAMS
+        return (1, groups, kernel_numel, c_in_group, c_out_group), None, None, None
+    blocks = INTERPRETER_TILE if device.type == "cpu" else WEIGHT_GRAD_TILE
     block_m = blocks["BLOCK_M"]
     tiles = _cdiv(c_in_group, blocks["BLOCK_R"]) * _cdiv(c_out_group, blocks["BLOCK_N"])
     row_blocks = _cdiv(num_rows, block_m)
-    split = min(row_blocks, max(1, _cdiv(target, tiles * groups * kernel_numel)))
+    split = min(row_blocks, max(1, _cdiv(target_programs, tiles * groups * kernel_numel)))
     rows_per_split = _cdiv(row_blocks, split) * block_m
     split = _cdiv(num_rows, rows_per_split)
-    partials = torch.empty(
-        (split, groups, kernel_numel, c_in_group, c_out_group),
-        dtype=accumulator,
-        device=input.device,
-    )
-    args = (
-        input,
-        grad_output,
-        partials,
+    partials_shape = (split, groups, kernel_numel, c_in_group, c_out_group)
+    scalars = (
         num_rows,
         rows_per_split,
         c_in_group,
         c_out_group,
-        input.stride(0),
-        input.stride(1),
-        grad_output.stride(0),
-        grad_output.stride(1),
-        tuple(input.shape[2:]),
-        tuple(input.stride()[2:]),
-        tuple(grad_output.stride()[2:]),
+        input_strides[0],
+        input_strides[1],
+        grad_strides[0],
+        grad_strides[1],
+        input_shape[2:],
+        input_strides[2:],
+        grad_strides[2:],
     )
+    contiguous = (partials_shape, torch.empty(partials_shape, device="meta").stride())
     constants = {
         "GRID_SIZE": grid_size,
-        "KERNEL_SIZE": tuple(kernel_size),
-        "DILATION": tuple(dilation),
-        "STRIDE": tuple(stride),
-        "PAD_BEFORE": tuple(pad_before),
+        "KERNEL_SIZE": kernel_size,
+        "DILATION": dilation,
+        "STRIDE": stride,
+        "PAD_BEFORE": pad_before,
         "GRID_NUMEL": math.prod(grid_size),
         "KERNEL_NUMEL": kernel_numel,
         "D": len(kernel_size),
-        "INDEX_64": _launch.needs_int64(input, grad_output, partials),
-        "ACCUMULATOR": ACCUMULATORS[input.dtype],
-        "PRECISION": input_precision(input.dtype, input.device),
-        "UPCAST": upcast_for_dot(input.dtype, input.device),
+        "INDEX_64": _launch.sizes_need_int64(
+            (input_shape, input_strides), (grad_shape, grad_strides), contiguous
+        ),
+        "ACCUMULATOR": ACCUMULATORS[dtype],
+        "PRECISION": input_precision(dtype, device),
+        "UPCAST": upcast_for_dot(dtype, device),
     }
 
     def grid(meta):
         return (tiles, groups * kernel_numel, split)
 
-    run(
-        _weight_grad_kernel,
-        grid,
-        input.device,
-        args,
-        constants,
-        {**WEIGHT_GRAD_TILE, **WEIGHT_GRAD_OPTIONS},
-    )
-    return partials.sum(0)  # a fixed-order reduction over the split axis
+    return partials_shape, scalars, constants, grid

@@ -85,6 +85,15 @@ def needs_int64(*tensors: torch.Tensor) -> bool:
     )
 
 
+def sizes_need_int64(*shapes_and_strides: tuple[Sequence[int], Sequence[int]]) -> bool:
+    """:func:`needs_int64` from ``(shape, strides)`` pairs (hashable: cached launch plans)."""
+    return any(
+        sum((size - 1) * abs(step) for size, step in zip(shape, strides)) >= 2**31 - 1
+        or math.prod(shape) >= 2**31 - 1
+        for shape, strides in shapes_and_strides
+    )
+
+
 def window_output_size(
     input_size: Sequence[int],
     kernel_size: Sequence[int],
