@@ -72,9 +72,9 @@ def _window_conv_kernel(
     STRIDE: tl.constexpr,
     PAD_BEFORE: tl.constexpr,
     SOURCE_DILATION: tl.constexpr,  # zeros between source elements; also the phase step
+    KERNEL_STEP: tl.constexpr,  # SOURCE_DILATION / gcd(DILATION, SOURCE_DILATION) per dim
     NUM_PHASES: tl.constexpr,  # prod(SOURCE_DILATION)
     GRID_NUMEL: tl.constexpr,
-    KERNEL_NUMEL: tl.constexpr,
     D: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     INDEX_64: tl.constexpr,
@@ -98,65 +98,90 @@ def _window_conv_kernel(
     in_range = rows < num_rows
     channel_in_range = out_channels < c_out
     sample = rows // GRID_NUMEL
-    grid_pos = rows % GRID_NUMEL
     source_row = sample * source_stride_n + group * c_red * source_stride_c  # (M,)
+
+    # Once per program, per dim (d-tuples, last dim first): each row's grid position and the
+    # source position it starts from; this phase's index, and the kernel offsets that reach
+    # whole source elements from it: first, first + KERNEL_STEP, ... (count of them).
+    grid_index = ()
+    source_start = ()
+    phase_index = ()
+    first_offset = ()
+    num_offsets = ()
+    grid_rest = rows % GRID_NUMEL
+    phase_rest = phase
+    num_reaching = 1
+    for i in tl.static_range(D - 1, -1, -1):
+        index = grid_rest % GRID_SIZE[i]  # (M,)
+        grid_rest = grid_rest // GRID_SIZE[i]
+        grid_index = (index,) + grid_index  # noqa: RUF005 (Triton cannot compile *unpacking)
+        source_start = (index * STRIDE[i],) + source_start  # noqa: RUF005
+        step_phase = phase_rest % SOURCE_DILATION[i]  # scalar
+        phase_rest = phase_rest // SOURCE_DILATION[i]
+        phase_index = (step_phase,) + phase_index  # noqa: RUF005
+        if NUM_PHASES == 1:  # the forward: every offset reaches
+            first = 0
+            count = KERNEL_SIZE[i]
+        else:
+            first = KERNEL_STEP[i]  # none reaches unless found below
+            for r in tl.static_range(KERNEL_STEP[i] - 1, -1, -1):  # the smallest one wins
+                shift = step_phase * STRIDE[i] + r * DILATION[i] - PAD_BEFORE[i]
+                first = tl.where(shift % SOURCE_DILATION[i] == 0, r, first)
+            count = tl.maximum((KERNEL_SIZE[i] - first + KERNEL_STEP[i] - 1) // KERNEL_STEP[i], 0)
+            count = tl.where(first < KERNEL_STEP[i], count, 0)
+        first_offset = (first,) + first_offset  # noqa: RUF005
+        num_offsets = (count,) + num_offsets  # noqa: RUF005
+        num_reaching = num_reaching * count
+
+    # One flat loop over (reaching kernel offset, block of source channels): the loads of the
+    # next steps are in flight while this one multiplies (Triton pipelines the loop).
+    num_red_blocks = (c_red + BLOCK_K - 1) // BLOCK_K
     accumulator = tl.full((BLOCK_M, BLOCK_N), 0, ACCUMULATOR)
-    for kernel_offset in range(KERNEL_NUMEL):
+    for step in range(num_reaching * num_red_blocks):
+        offset_rank = step // num_red_blocks
+        red = (step - offset_rank * num_red_blocks) * BLOCK_K + reduced  # (K,)
         source_offset = source_row
         inside_source = in_range
-        reaches = True  # the offset reaches whole source elements from this phase
-        kernel_rest = kernel_offset
-        grid_rest = grid_pos
-        phase_rest = phase
-        for i in tl.static_range(D - 1, -1, -1):  # row-major: the last dim varies fastest
-            kernel_index = kernel_rest % KERNEL_SIZE[i]  # scalar
-            kernel_rest = kernel_rest // KERNEL_SIZE[i]
-            phase_index = phase_rest % SOURCE_DILATION[i]  # scalar
-            phase_rest = phase_rest // SOURCE_DILATION[i]
-            grid_index = grid_rest % GRID_SIZE[i]  # (M,)
-            grid_rest = grid_rest // GRID_SIZE[i]
-            # output position grid_index * SOURCE_DILATION + phase_index meets the virtual
-            # (source-dilated, padded) position out * STRIDE + kernel * DILATION - PAD
-            shift = phase_index * STRIDE[i] + kernel_index * DILATION[i] - PAD_BEFORE[i]
-            reaches = reaches & (shift % SOURCE_DILATION[i] == 0)
-            # exact when it reaches (truncating and flooring division agree)
-            source_index = grid_index * STRIDE[i] + shift // SOURCE_DILATION[i]  # (M,)
+        kernel_offset = 0  # row-major over KERNEL_SIZE
+        kernel_stride = 1
+        for i in tl.static_range(D - 1, -1, -1):
+            kernel_index = first_offset[i] + (offset_rank % num_offsets[i]) * KERNEL_STEP[i]
+            offset_rank = offset_rank // num_offsets[i]
+            # output position grid * SOURCE_DILATION + phase meets the virtual (dilated,
+            # padded) source position out * STRIDE + kernel * DILATION - PAD: a whole one here
+            shift = phase_index[i] * STRIDE[i] + kernel_index * DILATION[i] - PAD_BEFORE[i]
+            source_index = source_start[i] + shift // SOURCE_DILATION[i]  # (M,); exact
             inside_source = inside_source & (source_index >= 0) & (source_index < source_size[i])
             source_offset = source_offset + source_index * source_strides[i]
-        if reaches:
-            weight_row = (group * KERNEL_NUMEL + kernel_offset) * c_red
-            for red_start in range(0, c_red, BLOCK_K):
-                red = red_start + reduced
-                red_in_range = red < c_red
-                columns = tl.load(
-                    source_ptr + source_offset[:, None] + red[None, :] * source_stride_c,
-                    mask=inside_source[:, None] & red_in_range[None, :],
-                    other=0,
-                )  # (M, K): the column tile, never written anywhere
-                kernels = tl.load(
-                    weight_ptr + (weight_row + red)[:, None] * c_out + out_channels[None, :],
-                    mask=red_in_range[:, None] & channel_in_range[None, :],
-                    other=0,
-                )  # (K, N)
-                if UPCAST:
-                    columns = columns.to(ACCUMULATOR)
-                    kernels = kernels.to(ACCUMULATOR)
-                accumulator = tl.dot(
-                    columns, kernels, accumulator, input_precision=PRECISION, out_dtype=ACCUMULATOR
-                )
+            kernel_offset = kernel_offset + kernel_index * kernel_stride
+            kernel_stride = kernel_stride * KERNEL_SIZE[i]
+        red_in_range = red < c_red
+        columns = tl.load(
+            source_ptr + source_offset[:, None] + red[None, :] * source_stride_c,
+            mask=inside_source[:, None] & red_in_range[None, :],
+            other=0,
+        )  # (M, K): the column tile, never written anywhere
+        weight_row = (group * kernel_stride + kernel_offset) * c_red  # kernel_stride = K now
+        kernels = tl.load(
+            weight_ptr + (weight_row + red)[:, None] * c_out + out_channels[None, :],
+            mask=red_in_range[:, None] & channel_in_range[None, :],
+            other=0,
+        )  # (K, N)
+        if UPCAST:
+            columns = columns.to(ACCUMULATOR)
+            kernels = kernels.to(ACCUMULATOR)
+        accumulator = tl.dot(
+            columns, kernels, accumulator, input_precision=PRECISION, out_dtype=ACCUMULATOR
+        )
+
     channels = group * c_out + out_channels  # (N,) in the whole output
     if HAS_BIAS:
         bias = tl.load(bias_ptr + channels, mask=channel_in_range, other=0)  # (N,)
         accumulator += bias.to(ACCUMULATOR)[None, :]
     output_offset = sample * output_stride_n
     inside_output = in_range
-    grid_rest = grid_pos
-    phase_rest = phase
-    for i in tl.static_range(D - 1, -1, -1):
-        phase_index = phase_rest % SOURCE_DILATION[i]
-        phase_rest = phase_rest // SOURCE_DILATION[i]
-        out_index = (grid_rest % GRID_SIZE[i]) * SOURCE_DILATION[i] + phase_index
-        grid_rest = grid_rest // GRID_SIZE[i]
+    for i in tl.static_range(D):
+        out_index = grid_index[i] * SOURCE_DILATION[i] + phase_index[i]
         inside_output = inside_output & (out_index < output_size[i])
         output_offset = output_offset + out_index * output_strides[i]
     tl.store(
@@ -427,7 +452,7 @@ def _window_plan(
     arguments, the compile-time constants and the grid. Cached: a layer's call builds none."""
     kernel_size, dilation, stride, pad_before = window
     n = source_shape[0]
-    groups, kernel_numel, c_red, c_out = weight_shape
+    groups, _, c_red, c_out = weight_shape  # (groups, K, C_red, C_out)
     output_size = output_shape[2:]
     grid_size = tuple(_cdiv(size, step) for size, step in zip(output_size, source_dilation))
     num_rows = n * math.prod(grid_size)
@@ -454,9 +479,11 @@ def _window_plan(
         "STRIDE": stride,
         "PAD_BEFORE": pad_before,
         "SOURCE_DILATION": source_dilation,
+        "KERNEL_STEP": tuple(
+            step // math.gcd(dil, step) for dil, step in zip(dilation, source_dilation)
+        ),
         "NUM_PHASES": num_phases,
         "GRID_NUMEL": math.prod(grid_size),
-        "KERNEL_NUMEL": kernel_numel,
         "D": len(kernel_size),
         "HAS_BIAS": has_bias,
         "INDEX_64": _launch.sizes_need_int64(
