@@ -5,18 +5,19 @@ Neither kernel writes columns to memory: each loads its column tile straight fro
 cores with ``tl.dot``, accumulating in float32 (float64 for float64).
 
 - :func:`window_conv` (``_window_conv_kernel``): output-stationary. A program owns a
-  ``BLOCK_M x BLOCK_N`` tile of (sample, output position) x (output channel) of one group and
-  reduces over kernel offsets (outer loop, scalar index arithmetic) and input channels (inner
-  loop, ``BLOCK_K`` at a time). Bias fused. The same kernel computes
+  ``BLOCK_M x BLOCK_N`` tile of (sample, output position) x (output channel) of one group; the
+  rows' grid positions are decomposed once, then one flat loop runs over (kernel offset,
+  ``BLOCK_K`` source channels), which Triton pipelines (the next tiles load while this one
+  multiplies). Bias fused. The same kernel computes
 
   * the forward convolution (``source_dilation = 1``), and
   * the input gradient / transposed convolution: the output gradient read as if
     ``stride - 1`` zeros stood between its elements (``source_dilation = stride``), the weight
     flipped and transposed, stride 1. The zeros are never touched: the output positions are
     split by *phase* (``position mod stride``, one slice of the grid per phase) and within a
-    phase each kernel offset either reaches whole elements of the source or none, a scalar
-    test, so each output element loops only over the offsets that reach it (4/2/2/1 of 9 for
-    kernel 3, stride 2).
+    phase a kernel offset reaches either whole elements of the source or none; the program
+    loops only over the offsets that reach (``first + j * stride / gcd(dilation, stride)`` per
+    dim: 4/2/2/1 of 9 for kernel 3, stride 2).
 
 - :func:`weight_grad` (``_weight_grad_kernel``): a program owns a ``BLOCK_R x BLOCK_N`` tile of
   (input channel) x (output channel) at one kernel offset of one group, and reduces over its
