@@ -183,6 +183,15 @@ def test_layouts(name, make, launches):
     assert launches["window"] == 2
 
 
+def test_inference_runs_the_forward_kernel_alone(launches):
+    x, weight, bias = (t.detach() for t in _conv_inputs((2, 3, 5, 4), 4, (3, 3), {}, True))
+    with unfoldconv.backend("triton"), torch.no_grad():
+        y = unfoldconv.conv(x, weight, bias, stride=(1, 2), padding=1)
+    assert y.grad_fn is None
+    torch.testing.assert_close(y, F.conv2d(x, weight, bias, stride=(1, 2), padding=1))
+    assert launches == {"window": 1, "weight_grad": 0}
+
+
 def test_empty_batch(launches):
     x = torch.randn(0, 3, 5, 5, requires_grad=True)
     weight = torch.randn(4, 3, 3, 3, requires_grad=True)

@@ -386,6 +386,8 @@ def run(kernel, grid, device: torch.device, args: tuple, constants: dict, tile: 
     if device.type == "cpu":
         blocks = {name: INTERPRETER_TILE[name] for name in _block_names(kernel)}
         _launch.launch(kernel, grid(blocks), device, *args, **constants, **blocks, **OPTIONS)
+    elif tile is None and _launch.is_current(device):
+        _autotuned_window_kernel()[grid](*args, **constants, **OPTIONS)
     elif tile is None:
         with torch.cuda.device(device):
             _autotuned_window_kernel()[grid](*args, **constants, **OPTIONS)

@@ -229,6 +229,9 @@ def conv(
     groups: int,
 ) -> torch.Tensor:
     """The convolution of a checked batch, differentiable in all three tensors."""
+    tensors = (input, weight) if bias is None else (input, weight, bias)
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+        return conv_forward(input, weight, bias, geometry, groups)  # no autograd node needed
     return ImplicitConv.apply(input, weight, bias, geometry, groups)
 
 
