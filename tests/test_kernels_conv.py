@@ -350,15 +350,16 @@ def test_bad_conv_route_environment_variable(monkeypatch):
 
 
 def test_precision_policy(monkeypatch):
+    from unfoldconv.kernels import _conv
     from unfoldconv.kernels._conv import input_precision
 
     cuda = torch.device("cuda")
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(_conv, "cudnn_allow_tf32", lambda: True)
     assert input_precision(torch.float32, cuda) == "tf32"
     assert input_precision(torch.float32, torch.device("cpu")) == "ieee"  # the interpreter
     assert input_precision(torch.bfloat16, cuda) == "tf32"  # tl.dot's native 16-bit MMA
     assert input_precision(torch.float64, cuda) == "ieee"
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(_conv, "cudnn_allow_tf32", lambda: False)
     assert input_precision(torch.float32, cuda) == "ieee"
     assert not kernels.conv_tf32(torch.randn(2))
 
@@ -430,8 +431,10 @@ def test_kernels_compile_for_h100(monkeypatch):
     """Each kernel form compiles for sm_90 (one tile each; every tile: the slow test below):
     forward in TF32, the input gradient by phase in bfloat16, the weight gradient in float16,
     the forward in float64; 16-bit and TF32 multiply on wgmma, float64 on DMMA."""
+    from unfoldconv.kernels import _conv
+
     pytest.importorskip("triton.backends.nvidia")
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(_conv, "cudnn_allow_tf32", lambda: True)
     recorded = _recorded_conv_launches(
         monkeypatch, [torch.float32, torch.bfloat16, torch.float16, torch.float64]
     )
@@ -488,7 +491,9 @@ CUDA_CASES = [
 def test_cuda_conv_matches_cudnn(shape, c_out, kwargs, dtype, monkeypatch, launches):
     """Against cuDNN in float64 (exact reference), both with TF32 off (float32: torch's
     default tolerance) and, for bfloat16, its own."""
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    from unfoldconv.kernels import _conv
+
+    monkeypatch.setattr(_conv, "cudnn_allow_tf32", lambda: False)
     d = len(shape) - 2
     groups = kwargs.get("groups", 1)
     x = torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True)
@@ -525,13 +530,17 @@ def test_cuda_weight_gradient_bit_identical_across_20_runs():
 @pytest.mark.cuda
 @needs_cuda
 def test_cuda_tf32_policy_follows_cudnn(monkeypatch):
-    """TF32 on: within TF32's rounding of cuDNN's TF32 result; off: IEEE float32."""
+    """The policy the kernels read (torch.backends.cudnn.allow_tf32) on: within TF32's
+    rounding of the exact result, and not IEEE's result; off: IEEE float32."""
+    from unfoldconv.kernels import _conv
+
     x = torch.randn(32, 96, 32, 32, device="cuda")
     weight = torch.randn(96, 96, 3, 3, device="cuda") / 30
     exact = F.conv2d(x.double(), weight.double(), padding=1)
+    results = {}
     for allow, atol in [(True, 5e-3), (False, 1e-5)]:
-        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", allow)
-        got = unfoldconv.conv(x, weight, padding=1)
+        monkeypatch.setattr(_conv, "cudnn_allow_tf32", lambda allow=allow: allow)
+        got = results[allow] = unfoldconv.conv(x, weight, padding=1)
         torch.testing.assert_close(
             got.double(), exact, rtol=0, atol=atol * exact.abs().max().item()
         )

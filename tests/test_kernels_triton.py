@@ -464,7 +464,9 @@ def test_cuda_fold_int64_offsets():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("route", ["unfold", "implicit_gemm"])
 def test_cuda_conv_layer_matches_torch_route(route, monkeypatch):
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # both routes IEEE float32
+    from unfoldconv.kernels import _conv
+
+    monkeypatch.setattr(_conv, "cudnn_allow_tf32", lambda: False)  # both routes IEEE float32
     layer = Conv2d(96, 96, 3, padding=1).cuda()
     x = torch.randn(32, 96, 32, 32, device="cuda", requires_grad=True)
     outputs = {}

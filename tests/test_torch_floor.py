@@ -33,7 +33,8 @@ REVIEWED = frozenset(
     torch.backends.cudnn.flags torch.bfloat16 torch.bincount torch.bmm torch.bool torch.cat
     torch.cdist torch.channels_last torch.channels_last_3d torch.compile
     torch.compiler.is_compiling torch.complex128 torch.complex64 torch.contiguous_format
-    torch.cos torch.cuda.device torch.cuda.get_device_name torch.cuda.is_available
+    torch.cos torch.cuda.current_device torch.cuda.device torch.cuda.get_device_name
+    torch.cuda.is_available
     torch.cuda.max_memory_allocated torch.cuda.memory_allocated
     torch.cuda.reset_peak_memory_stats torch.cuda.synchronize torch.device torch.dtype
     torch.einsum torch.empty torch.empty_like torch.empty_strided torch.equal torch.eye

@@ -19,8 +19,9 @@ cores with ``tl.dot``, accumulating in float32 (float64 for float64).
     loops only over the offsets that reach (``first + j * stride / gcd(dilation, stride)`` per
     dim: 4/2/2/1 of 9 for kernel 3, stride 2).
 
-- :func:`weight_grad` (``_weight_grad_kernel``): a program owns a ``BLOCK_R x BLOCK_N`` tile of
-  (input channel) x (output channel) at one kernel offset of one group, and reduces over its
+- :func:`weight_grad_partials` (``_weight_grad_kernel``): a program owns a ``BLOCK_R x
+  BLOCK_N`` tile of (input channel) x (output channel) at one kernel offset of one group, and
+  reduces over its
   fixed share of the ``N * L`` (sample, output position) pairs in ``BLOCK_M`` steps; the
   ``SPLIT`` partial sums are added by ``torch.sum`` over a fixed axis. No atomics, a fixed
   split chosen from the shape alone (not autotuned): bit-identical from run to run.
@@ -339,6 +340,12 @@ INTERPRETER_WEIGHT_GRAD_PROGRAMS = 1
 OPTIONS = {"enable_fp_fusion": True}
 
 
+def cudnn_allow_tf32() -> bool:
+    """``torch.backends.cudnn.allow_tf32``: the one place the kernels read the policy (tests
+    replace it: torch refuses to set the flag once ``torch.testing`` disabled global flags)."""
+    return torch.backends.cudnn.allow_tf32
+
+
 def input_precision(dtype: torch.dtype, device: torch.device) -> str:
     """``tl.dot``'s ``input_precision``: for float32 ``"tf32"`` on CUDA when
     ``torch.backends.cudnn.allow_tf32`` is set (torch's policy for its own convolutions),
@@ -346,7 +353,7 @@ def input_precision(dtype: torch.dtype, device: torch.device) -> str:
     bfloat16 ``"tf32"``, tl.dot's default, which multiplies them natively (``"ieee"`` made
     Triton 3.9 lower a bfloat16 dot to float32 FMAs in the weight-gradient kernel)."""
     if dtype == torch.float32:
-        tf32 = device.type == "cuda" and torch.backends.cudnn.allow_tf32
+        tf32 = device.type == "cuda" and cudnn_allow_tf32()
         return "tf32" if tf32 else "ieee"
     return "ieee" if dtype == torch.float64 else "tf32"
 
@@ -432,7 +439,7 @@ def window_conv(
         output.stride(),
         source.dtype,
         source.device,
-        torch.backends.cudnn.allow_tf32,
+        cudnn_allow_tf32(),
         bias is not None,
         (tuple(kernel_size), tuple(dilation), tuple(stride), tuple(pad_before)),
         tuple(source_dilation),
@@ -526,7 +533,7 @@ def weight_grad_partials(
         groups,
         input.dtype,
         input.device,
-        torch.backends.cudnn.allow_tf32,
+        cudnn_allow_tf32(),
         (tuple(kernel_size), tuple(dilation), tuple(stride), tuple(pad_before)),
         INTERPRETER_WEIGHT_GRAD_PROGRAMS if input.device.type == "cpu" else WEIGHT_GRAD_PROGRAMS,
     )
