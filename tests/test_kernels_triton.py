@@ -475,7 +475,10 @@ def test_cuda_conv_layer_matches_torch_route(route, monkeypatch):
             y = layer(x)
             outputs[backend] = (y, *torch.autograd.grad(y.square().sum(), [x, layer.weight]))
     for got, expected in zip(outputs["triton"], outputs["torch"]):
-        torch.testing.assert_close(got, expected)
+        # float32 sums in other orders (the weight gradient sums 32768 products per entry):
+        # within 1e-5 of each result's largest entry, rather than float32's per-entry default
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_needs_int64_threshold():

@@ -62,7 +62,7 @@ def conv_forward(
     _conv.window_conv(
         input,
         pack_weight(weight, groups, transposed=False),
-        bias,
+        None if bias is None else bias.contiguous(),  # the kernel reads it with stride 1
         output,
         geometry.kernel_size,
         geometry.dilation,
@@ -98,7 +98,7 @@ def conv_input_grad(
     _conv.window_conv(
         grad_output,
         pack_weight(weight, groups, transposed=True),
-        bias,
+        None if bias is None else bias.contiguous(),
         output,
         geometry.kernel_size,
         geometry.dilation,
