@@ -368,14 +368,21 @@ def test_precision_policy(monkeypatch):
 def test_autotune_prunes_tiles_wider_than_the_channels():
     from unfoldconv.kernels._conv import WINDOW_CONFIGS, _prune_window_configs
 
-    narrow = _prune_window_configs(WINDOW_CONFIGS, {"source_ptr": torch.empty(1), "c_out": 10})
-    assert {config.kwargs["BLOCK_N"] for config in narrow} == {32}
-    wide = _prune_window_configs(WINDOW_CONFIGS, {"source_ptr": torch.empty(1), "c_out": 192})
-    assert wide == WINDOW_CONFIGS
-    double = _prune_window_configs(
-        WINDOW_CONFIGS, {"source_ptr": torch.empty(1, dtype=torch.float64), "c_out": 192}
-    )
-    assert double == WINDOW_CONFIGS[-1:]
+    def kept(c_out, c_red=96, dtype=torch.float32):
+        named = {"source_ptr": torch.empty(1, dtype=dtype), "c_out": c_out, "c_red": c_red}
+        return _prune_window_configs(WINDOW_CONFIGS, named)
+
+    assert {config.kwargs["BLOCK_N"] for config in kept(10)} == {32}
+    assert kept(192) == WINDOW_CONFIGS
+    assert kept(192, dtype=torch.float64) == WINDOW_CONFIGS[-1:]
+    assert kept(96, c_red=3) == WINDOW_CONFIGS[-1:]  # 16 channels a step for RGB input
+
+
+def test_weight_gradient_tile_follows_the_channels():
+    from unfoldconv.kernels._conv import _weight_grad_tile
+
+    assert _weight_grad_tile(96, 96) == {"BLOCK_R": 64, "BLOCK_N": 64, "BLOCK_M": 64}
+    assert _weight_grad_tile(3, 20) == {"BLOCK_R": 16, "BLOCK_N": 32, "BLOCK_M": 64}
 
 
 # ---- compiled for an H100 without one ----------------------------------------------------------
@@ -461,7 +468,7 @@ def test_every_kernel_tile_and_dtype_compiles_for_h100(precision, monkeypatch):
     for kernel, args, constants, tile in _recorded_conv_launches(monkeypatch, dtypes):
         if args[0].dtype == torch.float32:
             constants = {**constants, "PRECISION": precision}
-        named = {"source_ptr": args[0], "c_out": args[5]}
+        named = {"source_ptr": args[0], "c_out": args[5], "c_red": args[6]}
         tiles = _tiles(tile)
         if tile is None:
             tiles = [

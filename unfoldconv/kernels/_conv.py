@@ -318,9 +318,10 @@ _AUTOTUNE_KEY = [
     "SOURCE_DILATION",
     "PRECISION",
 ]
-# The weight gradient's tile is fixed (not autotuned): its summation order depends on the tile
-# and the split, so both follow from the shape alone and the result is the same in every run
-# and every process. 64 x 64 (input x output channels), 64 positions per tl.dot step.
+# The weight gradient's tile is not autotuned: its summation order depends on the tile and the
+# split, so both follow from the shape alone and the result is the same in every run and every
+# process. Up to 64 x 64 (input x output channels; narrower for fewer channels, tl.dot's 16 at
+# least), 64 positions per tl.dot step.
 WEIGHT_GRAD_TILE = {"BLOCK_R": 64, "BLOCK_N": 64, "BLOCK_M": 64}
 WEIGHT_GRAD_OPTIONS = {"num_warps": 4, "num_stages": 3}
 # Programs the weight gradient aims for: a few waves on a 132-SM H100/H200, so the split of the
@@ -365,9 +366,19 @@ def upcast_for_dot(dtype: torch.dtype, device: torch.device) -> bool:
     return dtype == torch.bfloat16 and device.type == "cpu"
 
 
+def _weight_grad_tile(c_in: int, c_out: int) -> dict[str, int]:
+    """The weight gradient's block sizes for ``c_in`` x ``c_out`` channels per group."""
+    return {
+        "BLOCK_R": min(WEIGHT_GRAD_TILE["BLOCK_R"], max(16, _launch.next_power_of_2(c_in))),
+        "BLOCK_N": min(WEIGHT_GRAD_TILE["BLOCK_N"], max(16, _launch.next_power_of_2(c_out))),
+        "BLOCK_M": WEIGHT_GRAD_TILE["BLOCK_M"],
+    }
+
+
 def _prune_window_configs(configs, named_args, **kwargs):
-    """float64: the small tile only; other dtypes: no tile wider than the channels need."""
-    if named_args["source_ptr"].dtype == torch.float64:
+    """float64, or at most 16 source channels per group (the first layer's 3): the small tile
+    with 16 channels per step only; otherwise no tile wider than the output channels need."""
+    if named_args["source_ptr"].dtype == torch.float64 or named_args["c_red"] <= 16:
         return configs[-1:]
     widest = max(32, _launch.next_power_of_2(named_args["c_out"]))
     kept = [config for config in configs if config.kwargs["BLOCK_N"] <= widest]
@@ -542,7 +553,7 @@ def weight_grad_partials(
     if grid is None:  # nothing to sum
         return input.new_zeros(partials_shape[1:], dtype=accumulator)
     partials = torch.empty(partials_shape, dtype=accumulator, device=input.device)
-    tile = {**WEIGHT_GRAD_TILE, **WEIGHT_GRAD_OPTIONS}
+    tile = {**_weight_grad_tile(*partials_shape[3:]), **WEIGHT_GRAD_OPTIONS}
     args = (input, grad_output, partials, *scalars)
     run(_weight_grad_kernel, grid, input.device, args, constants, tile)
     return partials.sum(0)  # a fixed-order reduction over the split axis
@@ -566,7 +577,9 @@ def _weight_grad_plan(
     num_rows = n * math.prod(grid_size)
     if num_rows == 0 or c_in_group == 0 or c_out_group == 0:
         return (1, groups, kernel_numel, c_in_group, c_out_group), None, None, None
-    blocks = INTERPRETER_TILE if device.type == "cpu" else WEIGHT_GRAD_TILE
+    blocks = (
+        INTERPRETER_TILE if device.type == "cpu" else _weight_grad_tile(c_in_group, c_out_group)
+    )
     block_m = blocks["BLOCK_M"]
     tiles = _cdiv(c_in_group, blocks["BLOCK_R"]) * _cdiv(c_out_group, blocks["BLOCK_N"])
     row_blocks = _cdiv(num_rows, block_m)
