@@ -24,6 +24,15 @@ The torch route runs, whatever the choice, for:
 
 Autograd of every order is the same on every route: the engine's autograd functions call the
 same gather and scatter, whichever route runs them.
+
+Convolutions on the Triton backend have a second switch, the *conv route*
+(:func:`conv_route`): ``"auto"`` (the default) and ``"implicit_gemm"`` run convolutions whose
+windows overlap through the implicit-GEMM kernels (:mod:`unfoldconv.kernels._conv`: no
+columns in memory); ``"unfold"`` keeps the unfold + GEMM (+ fold) route of the engine.
+Windows that tile the input (1x1, ViT patches) are a rearrange + GEMM on every route. The choice
+is read from the innermost ``with conv_route(name):`` block, then ``UNFOLDCONV_CONV_ROUTE``, then
+``"auto"``. ``"auto"`` is implicit GEMM until a GPU has measured both routes (the rule then
+goes into :func:`unfoldconv.kernels.conv_wanted`).
 """
 
 from __future__ import annotations
@@ -39,6 +48,11 @@ BACKENDS = ("auto", "torch", "triton")
 ENV_VAR = "UNFOLDCONV_BACKEND"
 
 _forced: list[str] = []  # stack of the names set by ``backend()`` blocks
+
+CONV_ROUTES = ("auto", "implicit_gemm", "unfold")
+CONV_ROUTE_ENV_VAR = "UNFOLDCONV_CONV_ROUTE"
+
+_forced_conv_routes: list[str] = []  # stack of the names set by ``conv_route()`` blocks
 
 
 def check_backend(name: object, argument: str = "name") -> str:
@@ -129,3 +143,41 @@ def use_triton(tensor: torch.Tensor) -> bool:
 def _functorch_wrapped(tensor: torch.Tensor) -> bool:
     """Whether ``tensor`` is a ``torch.func`` wrapper (vmap's batched or a grad/jvp level)."""
     return torch._C._functorch.is_functorch_wrapped_tensor(tensor)
+
+
+def check_conv_route(name: object, argument: str = "name") -> str:
+    """``name`` if it is one of :data:`CONV_ROUTES`, else a ``ValueError`` naming ``argument``."""
+    if not isinstance(name, str) or name not in CONV_ROUTES:
+        raise ValueError(f"{argument} must be one of {CONV_ROUTES}, got {argument}={name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def conv_route(name: str) -> Iterator[None]:
+    """Context manager: the route of convolutions on the Triton backend inside the block.
+
+    Args:
+        name: ``"auto"`` (implicit GEMM where windows overlap), ``"implicit_gemm"`` (the same,
+            explicitly) or ``"unfold"`` (unfold + GEMM through the engine, the route of the
+            CPU and of every backend before the implicit-GEMM kernels).
+
+    Example:
+        >>> import torch, unfoldconv
+        >>> from unfoldconv._backend import conv_route
+        >>> with conv_route("unfold"):
+        ...     unfoldconv.conv(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)).shape
+        torch.Size([1, 3, 3, 3])
+    """
+    _forced_conv_routes.append(check_conv_route(name))
+    try:
+        yield
+    finally:
+        _forced_conv_routes.pop()
+
+
+def current_conv_route() -> str:
+    """The conv route in force: the innermost ``conv_route()`` block, ``UNFOLDCONV_CONV_ROUTE``,
+    or ``"auto"``."""
+    if _forced_conv_routes:
+        return _forced_conv_routes[-1]
+    return check_conv_route(os.environ.get(CONV_ROUTE_ENV_VAR, "auto"), argument=CONV_ROUTE_ENV_VAR)

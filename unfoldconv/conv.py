@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from unfoldconv import kernels
 from unfoldconv._args import (
     IntOrTuple,
     Padding,
@@ -110,6 +111,8 @@ def conv_batch(
     """
     if geometry.is_non_overlapping:
         return _non_overlapping_conv(input, weight, bias, geometry, groups)
+    if kernels.conv_wanted(input, weight, geometry):  # implicit GEMM on the GPU (kernels/_conv)
+        return kernels.conv(input, weight, bias, geometry, groups)
     if takes_whole_batch(input):
         return plain_conv(input, weight, bias, geometry, groups)
     if not needs_autograd(input, weight, bias):

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from unfoldconv import kernels
 from unfoldconv._args import (
     IntOrTuple,
     check_bias,
@@ -184,6 +185,10 @@ def conv_transpose_prepared(
     # fold covers exactly the input's positions when output_padding < stride in every dim;
     # output_padding in [stride, dilation) is only reachable by the gather route.
     fold_fits = all(op < s for op, s in zip(out_pad, step))
+    geometry = Geometry(kernel, dil, tuple((p, p) for p in pad), step)  # of the conv it transposes
+    if route == "fold" and kernels.conv_wanted(batch, weight, geometry):  # implicit GEMM (GPU)
+        output = kernels.conv_transpose(batch, weight, bias, out_size, geometry, groups)
+        return output if batched else output.squeeze(0)
     if route == "fold" and fold_fits:
         output = _fold_route(batch, weight, out_size, kernel, step, pad, dil, groups)
     else:

@@ -20,6 +20,16 @@ from benchmarking.tables import write_tables
 from benchmarking.timing import run_case
 from training.report import markdown_table
 
+#: --precision: the value both TF32 flags get (None: torch's own defaults are left).
+PRECISIONS = {"torch-default": None, "tf32": True, "ieee": False}
+
+
+def apply_precision(name: str) -> None:
+    allow = PRECISIONS[name]
+    if allow is not None:
+        torch.backends.cudnn.allow_tf32 = allow
+        torch.backends.cuda.matmul.allow_tf32 = allow
+
 
 class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows ``(default: X)`` unless the help text already says its default, or there is none
@@ -85,6 +95,12 @@ def build_parser(description: str = "", groups: list[str] | None = None) -> argp
     parser.add_argument(
         "--batches", type=int, nargs="+", default=None,
         help="All-CNN-C batch sizes (default: 32 256; 32 with --quick)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--precision", default="torch-default", choices=list(PRECISIONS),
+        help="float32 policy on CUDA for torch's convs and matmuls and ours alike: tf32 or ieee "
+        "sets torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32 both "
+        "(like with like); torch-default leaves torch's flags (cudnn True, matmul False)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
@@ -171,6 +187,7 @@ def main(argv: list[str] | None = None, description: str = "") -> dict[str, Path
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    apply_precision(args.precision)
     if optional_unfoldnd() is None:
         print("note: unfoldNd is not installed; its comparisons are skipped")
     cases = allcnnc_cases(device, args.batches, args.shapes.split(","))
@@ -199,7 +216,13 @@ def main(argv: list[str] | None = None, description: str = "") -> dict[str, Path
     out_dir = args.out or Path("results") / "benchmark" / args.device
     stem = "benchmark" + "-quick" * args.quick + "-load" * args.load
     stem += f"-{args.backend}" * (args.backend != "auto")
+    stem += f"-{args.precision}" * (args.precision != "torch-default")
     header = "# unfoldconv benchmark\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items())
+    header += (  # the float32 policy of every CUDA conv and matmul here (the file name has it)
+        f"\n\nprecision: {args.precision} (torch.backends.cudnn.allow_tf32="
+        f"{torch.backends.cudnn.allow_tf32}, torch.backends.cuda.matmul.allow_tf32="
+        f"{torch.backends.cuda.matmul.allow_tf32})"
+    )
     paths, records, overview = write_tables(rows, out_dir, stem, header, meta)
     plot = plot_ratios(records, out_dir / f"{stem}.png")
     if plot is not None:

@@ -43,11 +43,16 @@ def launch(kernel, grid: tuple[int, ...], device: torch.device, *args, **options
     A GPU kernel runs on the current device's stream, so the tensors' device is made current.
     """
     runnable = kernel_for(kernel, device)
-    if device.type == "cuda":
+    if device.type == "cuda" and not is_current(device):
         with torch.cuda.device(device):
             runnable[grid](*args, **options)
     else:
         runnable[grid](*args, **options)
+
+
+def is_current(device: torch.device) -> bool:
+    """Whether CUDA ``device`` is the current device (no device switch needed to launch)."""
+    return device.index is None or device.index == torch.cuda.current_device()
 
 
 # Elements per program: 16 per thread at 4 warps, enough loads in flight to keep an H100's
@@ -82,6 +87,15 @@ def needs_int64(*tensors: torch.Tensor) -> bool:
         sum((size - 1) * abs(step) for size, step in zip(t.shape, t.stride())) >= 2**31 - 1
         or t.numel() >= 2**31 - 1
         for t in tensors
+    )
+
+
+def sizes_need_int64(*shapes_and_strides: tuple[Sequence[int], Sequence[int]]) -> bool:
+    """:func:`needs_int64` from ``(shape, strides)`` pairs (hashable: cached launch plans)."""
+    return any(
+        sum((size - 1) * abs(step) for size, step in zip(shape, strides)) >= 2**31 - 1
+        or math.prod(shape) >= 2**31 - 1
+        for shape, strides in shapes_and_strides
     )
 
 
