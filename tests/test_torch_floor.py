@@ -23,6 +23,12 @@ SOURCES = ["unfoldconv", "experiments", "tests"]
 # newer ones say since when: all well before 2.11.
 REVIEWED = frozenset(
     """
+    torch._dynamo.testing.CompileCounterWithBackend torch.distributed.all_reduce
+    torch.distributed.destroy_process_group torch.distributed.init_process_group
+    torch.distributed.is_available torch.distributed.is_initialized torch.multiprocessing.spawn
+    torch.nn.LazyConv2d torch.nn.ModuleDict torch.nn.ModuleList
+    torch.nn.parameter.UninitializedParameter torch.nn.utils.parametrizations.weight_norm
+    torch.nn.utils.parametrize.is_parametrized torch.nn.utils.weight_norm torch.sum
     torch.Generator torch.Size torch.Tensor torch.__version__
     torch._C._are_functorch_transforms_active torch._C._functorch.is_functorch_wrapped_tensor
     torch._dynamo.reset torch.arange torch.as_tensor torch.autocast

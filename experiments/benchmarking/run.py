@@ -21,7 +21,7 @@ from benchmarking.timing import run_case
 from training.report import markdown_table
 
 #: --precision: the value both TF32 flags get (None: torch's own defaults are left).
-PRECISIONS = {"torch-default": None, "tf32": True, "ieee": False}
+PRECISIONS = {"torch": None, "tf32": True, "ieee": False}
 
 
 def apply_precision(name: str) -> None:
@@ -97,10 +97,10 @@ def build_parser(description: str = "", groups: list[str] | None = None) -> argp
         help="All-CNN-C batch sizes (default: 32 256; 32 with --quick)",
     )  # fmt: skip
     parser.add_argument(
-        "--precision", default="torch-default", choices=list(PRECISIONS),
+        "--precision", default="torch", choices=list(PRECISIONS),
         help="float32 policy on CUDA for torch's convs and matmuls and ours alike: tf32 or ieee "
         "sets torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32 both "
-        "(like with like); torch-default leaves torch's flags (cudnn True, matmul False)",
+        "(like with like); torch leaves torch's own flags (cudnn True, matmul False)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None, description: str = "") -> dict[str, Path
     out_dir = args.out or Path("results") / "benchmark" / args.device
     stem = "benchmark" + "-quick" * args.quick + "-load" * args.load
     stem += f"-{args.backend}" * (args.backend != "auto")
-    stem += f"-{args.precision}" * (args.precision != "torch-default")
+    stem += f"-{args.precision}" * (args.precision != "torch")
     header = "# unfoldconv benchmark\n\n" + ", ".join(f"{k}: {v}" for k, v in meta.items())
     header += (  # the float32 policy of every CUDA conv and matmul here (the file name has it)
         f"\n\nprecision: {args.precision} (torch.backends.cudnn.allow_tf32="
