@@ -9,6 +9,7 @@ there with ``-x`` (a killed mutant stops at its first failure) and the default m
 
     python scripts/mutate.py                  # every mutant, its relevant test files
     python scripts/mutate.py --table-only     # only tests/test_routes.py against each
+    python scripts/mutate.py --without-table  # what the rest of the suite catches
     python scripts/mutate.py -k flip -k clip  # the mutants whose id contains a word
     python scripts/mutate.py --list
 
@@ -232,6 +233,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", action="append", default=[], help="run mutants whose id has this")
     parser.add_argument("--table-only", action="store_true", help="only tests/test_routes.py")
+    parser.add_argument(
+        "--without-table",
+        action="store_true",
+        help="the relevant files less tests/test_routes.py (what the rest of the suite catches)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per mutant")
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
@@ -241,6 +247,14 @@ def main() -> int:
         for mutant in mutants:
             print(f"{mutant.id:55} {mutant.path}")
         return 0
+
+    def tests_of(mutant: Mutant) -> tuple[str, ...]:
+        if args.table_only:
+            return TABLE
+        if args.without_table:
+            return tuple(t for t in mutant.tests if t not in TABLE)
+        return mutant.tests
+
     results = []
     with tempfile.TemporaryDirectory(prefix="unfoldconv-mutants-") as scratch:
         tree = Path(scratch) / "tree"
@@ -263,8 +277,7 @@ def main() -> int:
                 outcome, seconds, last = "stale", 0.0, f"snippet found {text.count(mutant.old)}x"
             else:
                 source.write_text(text.replace(mutant.old, mutant.new))
-                tests = TABLE if args.table_only else mutant.tests
-                outcome, seconds, last = run_tests(tree, tests, args.timeout)
+                outcome, seconds, last = run_tests(tree, tests_of(mutant), args.timeout)
             status = {"failed": "killed", "error": "killed (error)", "passed": "SURVIVED"}
             status = status.get(outcome, outcome.upper())
             print(f"{mutant.id:55} {status:15} {seconds:5.0f}s  {last[:90]}", flush=True)
