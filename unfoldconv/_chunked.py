@@ -11,6 +11,14 @@ workspace once more for the input gradient's columns, which it folds back (``sca
 peak memory of forward + backward is the input, the output, their gradients and two
 workspaces.
 
+**One chunk loop.** :func:`plan_chunks` cuts a batch's columns into :class:`Chunk` s: whole
+samples, as many as fit the workspace, or, when one sample's columns exceed it (volumes, large
+images on a small budget), slabs of output rows along the first spatial dim of one sample
+(:func:`slab` finds the input rows and padding a slab reads). :func:`column_chunks` walks a plan
+gathering each chunk into one reused workspace; :func:`gather_chunk` / :func:`scatter_chunk`
+are its two directions for callers that walk a plan themselves (the backward passes here,
+:mod:`unfoldconv.curvature`). Every chunked computation of the package goes through them.
+
 - :class:`ChunkedConv`: one kernel shared by every output position, one GEMM per chunk.
 - :class:`ChunkedLocallyConnected`: one kernel per output position, one ``bmm`` per chunk whose
   batch is the (position, group) pairs.
@@ -25,7 +33,8 @@ matmul, every op differentiable), taken with ``torch.autograd.grad`` (see
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -43,6 +52,151 @@ def chunk_size(
     """
     budget = default_workspace_bytes(device) if budget is None else budget
     return max(1, min(batch, budget // max(1, sample_bytes)))
+
+
+class Chunk(NamedTuple):
+    """One piece of a batch's columns: samples ``samples`` x output rows ``rows``.
+
+    ``rows`` runs along the first spatial output dim and ``positions`` is the same range in
+    flat (row-major) output positions, ``rows * prod(out[1:])``. ``whole`` says that ``rows``
+    covers every output row (the chunk is a slice of whole samples).
+    """
+
+    samples: slice
+    rows: slice
+    positions: slice
+    whole: bool
+
+
+def plan_chunks(
+    batch: int,
+    channels: int,
+    input_size: Sequence[int],
+    geometry: Geometry,
+    element_size: int,
+    budget: int | None = None,
+    device: torch.device | None = None,
+) -> list[Chunk]:
+    """The chunks that walk a batch's columns ``(N, C*K, L)`` within the workspace budget.
+
+    Whole samples, as many per chunk as fit (:func:`chunk_size`); when one sample's columns
+    exceed the budget, one sample at a time in slabs of output rows along the first spatial
+    dim, as many rows as fit (at least one). Empty for an empty batch.
+    """
+    out_size = geometry.output_size(input_size)
+    row_positions = math.prod(out_size[1:])
+    row_bytes = max(1, channels * geometry.kernel_numel * row_positions * element_size)
+    sample_bytes = row_bytes * out_size[0]
+    budget = default_workspace_bytes(device) if budget is None else budget
+    every_row = slice(0, out_size[0])
+    every_position = slice(0, out_size[0] * row_positions)
+    if sample_bytes <= budget or out_size[0] == 1:
+        step = chunk_size(batch, sample_bytes, budget, device)
+        return [
+            Chunk(slice(start, stop), every_row, every_position, True)
+            for start, stop in batch_chunks(batch, step)
+        ]
+    step = max(1, budget // row_bytes)
+    return [
+        Chunk(
+            slice(sample, sample + 1),
+            slice(first, last),
+            slice(first * row_positions, last * row_positions),
+            False,
+        )
+        for sample in range(batch)
+        for first, last in batch_chunks(out_size[0], step)
+    ]
+
+
+def slab(input_size: Sequence[int], geometry: Geometry, rows: slice) -> tuple[slice, Geometry]:
+    """The input rows (first spatial dim) that output rows ``rows`` read, and their geometry.
+
+    Returns the slice of the unpadded input and the geometry whose first-dim padding is what
+    of the original padding those windows reach, so that unfolding ``input[..., slice, ...]``
+    with it gives exactly the columns of output rows ``rows``.
+    """
+    size, (before, _) = input_size[0], geometry.padding[0]
+    span = geometry.dilation[0] * (geometry.kernel_size[0] - 1) + 1
+    first = rows.start * geometry.stride[0] - before  # in unpadded input coordinates
+    stop = (rows.stop - 1) * geometry.stride[0] + span - before
+    start = min(max(0, first), size)
+    end = min(max(start, stop), size)
+    pad_before = max(0, min(stop, 0) - first)  # window rows above the input
+    pad_after = stop - first - pad_before - (end - start)  # and below it
+    padding = ((pad_before, pad_after), *geometry.padding[1:])
+    return slice(start, end), geometry._replace(padding=padding)
+
+
+def gather_chunk(
+    input: torch.Tensor, geometry: Geometry, chunk: Chunk, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The columns ``(n, C*K, l)`` of ``chunk`` of ``input``, written into ``out`` if given."""
+    samples = input[chunk.samples]
+    if chunk.whole:
+        return gather(samples, geometry, out=out)
+    rows, sub_geometry = slab(input.shape[2:], geometry, chunk.rows)
+    return gather(samples[:, :, rows], sub_geometry, out=out)
+
+
+def scatter_chunk(
+    columns: torch.Tensor, geometry: Geometry, chunk: Chunk, grad_input: torch.Tensor
+) -> None:
+    """Fold the columns ``(n, C*K, l)`` of ``chunk`` into its samples of ``grad_input``.
+
+    Whole samples are written; a slab of rows is added (slabs overlap where kernel > stride),
+    so ``grad_input`` must start as zeros when the plan has slabs (:func:`has_slabs`).
+    """
+    input_size = grad_input.shape[2:]
+    if chunk.whole:
+        grad_input[chunk.samples] = scatter(columns, input_size, geometry)
+        return
+    rows, sub_geometry = slab(input_size, geometry, chunk.rows)
+    sub_size = (rows.stop - rows.start, *input_size[1:])
+    grad_input[chunk.samples, :, rows] += scatter(columns, sub_size, sub_geometry)
+
+
+def has_slabs(plan: Sequence[Chunk]) -> bool:
+    """Whether any chunk of ``plan`` is a slab of rows rather than whole samples."""
+    return any(not chunk.whole for chunk in plan)
+
+
+def columns_numel(chunk: Chunk, rows: int) -> int:
+    """Number of elements of the columns of ``chunk`` with ``rows = C*K`` rows."""
+    samples = chunk.samples.stop - chunk.samples.start
+    return samples * rows * (chunk.positions.stop - chunk.positions.start)
+
+
+def column_chunks(
+    input: torch.Tensor,
+    geometry: Geometry,
+    budget: int | None = None,
+    plan: Sequence[Chunk] | None = None,
+) -> Iterator[tuple[Chunk, torch.Tensor]]:
+    """The one chunk loop: ``(chunk, columns (n, C*K, l))`` for each chunk of ``input``.
+
+    Every chunk's columns are gathered into one reused workspace (a fresh tensor when the
+    plan is a single chunk): use them before asking for the next chunk, which overwrites
+    them. ``plan`` defaults to :func:`plan_chunks` of ``input`` and ``budget``.
+    """
+    n, channels = input.shape[:2]
+    if plan is None:
+        plan = plan_chunks(
+            n, channels, input.shape[2:], geometry, input.element_size(), budget, input.device
+        )
+    if len(plan) == 1:
+        yield plan[0], gather_chunk(input, geometry, plan[0])
+        return
+    rows = channels * geometry.kernel_numel
+    workspace = new_workspace(input, plan, rows)
+    for chunk in plan:
+        out = workspace[: columns_numel(chunk, rows)]
+        yield chunk, gather_chunk(input, geometry, chunk, out=out)
+
+
+def new_workspace(like: torch.Tensor, plan: Sequence[Chunk], rows: int) -> torch.Tensor:
+    """An empty 1-d buffer large enough for the columns of every chunk of ``plan``."""
+    return like.new_empty(max((columns_numel(chunk, rows) for chunk in plan), default=0))
 
 
 def batch_chunks(batch: int, chunk: int) -> Iterator[tuple[int, int]]:
@@ -134,19 +288,16 @@ def conv_chunks(
     num_blocks = math.prod(out_size)
     rows = channels * geometry.kernel_numel  # C*K
     kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget, input.device)
-    if chunk == n:  # one chunk: no workspace to reuse
-        columns = gather(input, geometry).view(n, groups, rows // groups, num_blocks)
-        output = torch.matmul(kernels, columns).view(n, c_out, num_blocks)  # (N, C_out, L)
-    else:
-        workspace = input.new_empty(chunk * rows * num_blocks)
-        output = input.new_empty((n, c_out, num_blocks))
-        for start, stop in batch_chunks(n, chunk):
-            size = stop - start
-            columns = gather(input[start:stop], geometry, out=workspace[: size * rows * num_blocks])
-            columns = columns.view(size, groups, rows // groups, num_blocks)  # (n, g, C/g*K, L)
-            target = output[start:stop].view(size, groups, c_out // groups, num_blocks)
+    output = input.new_empty((n, c_out, num_blocks))
+    for chunk, columns in column_chunks(input, geometry, budget):
+        size, length = columns.shape[0], columns.shape[2]
+        columns = columns.view(size, groups, rows // groups, length)  # (n, g, C/g*K, l)
+        if chunk.whole:
+            target = output[chunk.samples].view(size, groups, c_out // groups, length)
             torch.matmul(kernels, columns, out=target)  # (n, g, C_out/g, L)
+        else:  # a slab of positions: a strided target, written by a copy
+            product = torch.matmul(kernels, columns)  # (1, g, C_out/g, l)
+            output[chunk.samples, :, chunk.positions] = product.view(size, c_out, length)
     if bias is not None:
         output.add_(bias.view(1, c_out, 1))
     return output.view(n, c_out, *out_size)
@@ -193,43 +344,44 @@ class ChunkedConv(torch.autograd.Function):
             return grad_input, grad_weight, grad_bias, None, None, None
 
         n, channels = input.shape[:2]
-        spatial = input.shape[2:]
         c_out = weight.shape[0]
         num_blocks = math.prod(grad_output.shape[2:])
         rows = channels * geometry.kernel_numel
         go = grad_output.contiguous().view(n, groups, c_out // groups, num_blocks)
         kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget, input.device)
-        workspace = input.new_empty(chunk * rows * num_blocks)
-        transposed = input.new_empty(workspace.numel()) if need_weight else None
-        grad_input = input.new_empty(input.shape) if need_input else None
+        plan = plan_chunks(
+            n, channels, input.shape[2:], geometry, input.element_size(), ctx.budget, input.device
+        )
+        workspace = new_workspace(input, plan, rows)
+        transposed = torch.empty_like(workspace) if need_weight else None
+        grad_input = None
+        if need_input:  # slabs add into overlapping rows: they need a zero start
+            grad_input = (
+                input.new_zeros(input.shape) if has_slabs(plan) else input.new_empty(input.shape)
+            )
         grad_weight = weight.new_zeros(kernels.shape) if need_weight else None
-        for start, stop in batch_chunks(n, chunk):
-            size = stop - start
-            buffer = workspace[: size * rows * num_blocks]
+        for chunk in plan:
+            size = chunk.samples.stop - chunk.samples.start
+            length = chunk.positions.stop - chunk.positions.start
+            buffer = workspace[: columns_numel(chunk, rows)]
+            go_chunk = go[chunk.samples, :, :, chunk.positions]  # (n, g, C_out/g, l)
             if need_weight:
-                columns = gather(input[start:stop], geometry, out=buffer)
+                columns = gather_chunk(input, geometry, chunk, out=buffer)
                 # one GEMM per chunk, contracting over (sample, position): lay both operands out
                 # sample-inner, the columns in a second reused workspace
-                # (n, g, C/g*K, L) -> (g, C/g*K, n, L)
-                by_row = transposed[: size * rows * num_blocks].view(
-                    groups, rows // groups, size, num_blocks
-                )
-                by_row.copy_(
-                    columns.view(size, groups, rows // groups, num_blocks).permute(1, 2, 0, 3)
-                )
-                # (n, g, C_out/g, L) -> (g, C_out/g, n*L)
-                go_rows = go[start:stop].permute(1, 2, 0, 3).reshape(groups, -1, size * num_blocks)
-                # (g, C_out/g, n*L) @ (g, n*L, C/g*K) summed into (g, C_out/g, C/g*K)
+                # (n, g, C/g*K, l) -> (g, C/g*K, n, l)
+                by_row = transposed[: buffer.numel()].view(groups, rows // groups, size, length)
+                by_row.copy_(columns.view(size, groups, rows // groups, length).permute(1, 2, 0, 3))
+                # (n, g, C_out/g, l) -> (g, C_out/g, n*l)
+                go_rows = go_chunk.permute(1, 2, 0, 3).reshape(groups, -1, size * length)
+                # (g, C_out/g, n*l) @ (g, n*l, C/g*K) summed into (g, C_out/g, C/g*K)
                 grad_weight.baddbmm_(
-                    go_rows, by_row.view(groups, rows // groups, size * num_blocks).transpose(1, 2)
+                    go_rows, by_row.view(groups, rows // groups, size * length).transpose(1, 2)
                 )
             if need_input:
-                grad_columns = buffer.view(size, groups, rows // groups, num_blocks)
-                torch.matmul(kernels.transpose(1, 2), go[start:stop], out=grad_columns)
-                grad_input[start:stop] = scatter(
-                    grad_columns.view(size, rows, num_blocks), spatial, geometry
-                )
+                grad_columns = buffer.view(size, groups, rows // groups, length)
+                torch.matmul(kernels.transpose(1, 2), go_chunk, out=grad_columns)
+                scatter_chunk(grad_columns.view(size, rows, length), geometry, chunk, grad_input)
         if need_weight:
             grad_weight = grad_weight.view(weight.shape)
         return grad_input, grad_weight, grad_bias, None, None, None
@@ -275,21 +427,20 @@ def locally_connected_chunks(
     num_blocks = math.prod(out_size)
     c_out = weight.shape[d]
     rows = channels * geometry.kernel_numel  # C*K
-    # (L*g, C_out/g, C/g*K) -> (L*g, C/g*K, C_out/g)
-    kernels = weight.reshape(num_blocks * groups, c_out // groups, -1).transpose(1, 2)
-    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget, input.device)
-    gathered = input.new_empty(chunk * rows * num_blocks)
-    by_position = input.new_empty(chunk * rows * num_blocks)
+    # (L, g, C_out/g, C/g*K) -> (L, g, C/g*K, C_out/g)
+    kernels = weight.reshape(num_blocks, groups, c_out // groups, -1).transpose(2, 3)
     output = input.new_empty((n, c_out, num_blocks))
-    for start, stop in batch_chunks(n, chunk):
-        size = stop - start
-        columns = _position_major(
-            input[start:stop], geometry, groups, gathered, by_position
-        )  # (L*g, n, C/g*K)
-        result = torch.bmm(columns, kernels)  # (L*g, n, C_out/g)
-        # (L, g, n, C_out/g) -> (n, g, C_out/g, L)
-        output[start:stop].view(size, groups, c_out // groups, num_blocks).copy_(
-            result.view(num_blocks, groups, size, c_out // groups).permute(2, 1, 3, 0)
+    by_position = None
+    for chunk, columns in column_chunks(input, geometry, budget):
+        size, length = columns.shape[0], columns.shape[2]
+        if by_position is None:
+            by_position = torch.empty_like(columns).view(-1)
+        columns = _position_major(columns, groups, by_position)  # (l*g, n, C/g*K)
+        chunk_kernels = kernels[chunk.positions].reshape(length * groups, rows // groups, -1)
+        result = torch.bmm(columns, chunk_kernels)  # (l*g, n, C_out/g)
+        # (l, g, n, C_out/g) -> (n, g, C_out/g, l)
+        output[chunk.samples, :, chunk.positions].view(size, groups, c_out // groups, length).copy_(
+            result.view(length, groups, size, c_out // groups).permute(2, 1, 3, 0)
         )
     output = output.view(n, c_out, *out_size)
     if bias is not None:
@@ -335,60 +486,53 @@ class ChunkedLocallyConnected(torch.autograd.Function):
         num_blocks = math.prod(weight.shape[:d])
         c_out = weight.shape[d]
         rows = channels * geometry.kernel_numel
-        kernels = weight.reshape(num_blocks * groups, c_out // groups, -1)  # (L*g, C_out/g, C/g*K)
-        chunk = chunk_size(n, rows * num_blocks * input.element_size(), ctx.budget, input.device)
-        gathered = input.new_empty(chunk * rows * num_blocks)
-        by_position = input.new_empty(chunk * rows * num_blocks)
+        # (L, g, C_out/g, C/g*K): a slab of positions is a slice of the first axis
+        kernels = weight.reshape(num_blocks, groups, c_out // groups, -1)
+        plan = plan_chunks(
+            n, channels, input.shape[2:], geometry, input.element_size(), ctx.budget, input.device
+        )
+        gathered = new_workspace(input, plan, rows)
+        by_position = torch.empty_like(gathered)
         grad_weight = weight.new_zeros(kernels.shape) if need_weight else None
-        grad_input = input.new_empty(input.shape) if need_input else None
+        grad_input = None
+        if need_input:  # slabs add into overlapping rows: they need a zero start
+            grad_input = (
+                input.new_zeros(input.shape) if has_slabs(plan) else input.new_empty(input.shape)
+            )
         go = grad_output.reshape(n, groups, c_out // groups, num_blocks)
-        for start, stop in batch_chunks(n, chunk):
-            size = stop - start
-            # (n, g, C_out/g, L) -> (L*g, n, C_out/g)
+        for chunk in plan:
+            size = chunk.samples.stop - chunk.samples.start
+            length = chunk.positions.stop - chunk.positions.start
+            buffer = gathered[: columns_numel(chunk, rows)]
+            # (n, g, C_out/g, l) -> (l*g, n, C_out/g)
             # contiguous: bmm on matrices that are neither row- nor column-major is slow
-            go_chunk = go[start:stop].permute(3, 1, 0, 2).contiguous()
+            go_chunk = go[chunk.samples, :, :, chunk.positions].permute(3, 1, 0, 2).contiguous()
             go_chunk = go_chunk.view(-1, size, c_out // groups)
             if need_weight:
-                columns = _position_major(
-                    input[start:stop], geometry, groups, gathered, by_position
+                columns = gather_chunk(input, geometry, chunk, out=buffer)
+                columns = _position_major(columns, groups, by_position)  # (l*g, n, C/g*K)
+                # (l*g, C_out/g, n) @ (l*g, n, C/g*K) summed into (l*g, C_out/g, C/g*K)
+                grad_weight[chunk.positions].view(length * groups, c_out // groups, -1).baddbmm_(
+                    go_chunk.transpose(1, 2), columns
                 )
-                # (L*g, C_out/g, n) @ (L*g, n, C/g*K) summed into (L*g, C_out/g, C/g*K)
-                grad_weight.baddbmm_(go_chunk.transpose(1, 2), columns)
             if need_input:
-                grad_columns = torch.bmm(go_chunk, kernels)  # (L*g, n, C/g*K)
-                # (L, g, n, C/g*K) -> (n, g, C/g*K, L)
-                target = gathered[: size * rows * num_blocks].view(
-                    size, groups, rows // groups, num_blocks
+                chunk_kernels = kernels[chunk.positions].reshape(
+                    length * groups, c_out // groups, -1
                 )
-                target.copy_(grad_columns.view(num_blocks, groups, size, -1).permute(2, 1, 3, 0))
-                grad_input[start:stop] = scatter(
-                    target.view(size, rows, num_blocks), input.shape[2:], geometry
-                )
+                grad_columns = torch.bmm(go_chunk, chunk_kernels)  # (l*g, n, C/g*K)
+                # (l, g, n, C/g*K) -> (n, g, C/g*K, l)
+                target = buffer.view(size, groups, rows // groups, length)
+                target.copy_(grad_columns.view(length, groups, size, -1).permute(2, 1, 3, 0))
+                scatter_chunk(target.view(size, rows, length), geometry, chunk, grad_input)
         if need_weight:
             grad_weight = grad_weight.view(weight.shape)
         return grad_input, grad_weight, grad_bias, None, None, None
 
 
-def _position_major(
-    input: torch.Tensor,
-    geometry: Geometry,
-    groups: int,
-    gathered: torch.Tensor,
-    by_position: torch.Tensor,
-) -> torch.Tensor:
-    """Columns of ``input`` (n samples) as ``(L*g, n, C/g*K)``, written into the workspaces."""
-    n = input.shape[0]
-    columns = gather(
-        input, geometry, out=gathered[: _columns_numel(input, geometry)]
-    )  # (n, C*K, L)
-    rows, num_blocks = columns.shape[1:]
-    size = n * rows * num_blocks
-    target = by_position[:size].view(num_blocks, groups, n, rows // groups)
-    # (n, g, C/g*K, L) -> (L, g, n, C/g*K)
-    target.copy_(columns.view(n, groups, rows // groups, num_blocks).permute(3, 1, 0, 2))
-    return target.view(num_blocks * groups, n, rows // groups)
-
-
-def _columns_numel(input: torch.Tensor, geometry: Geometry) -> int:
-    n, channels = input.shape[:2]
-    return n * channels * geometry.kernel_numel * math.prod(geometry.output_size(input.shape[2:]))
+def _position_major(columns: torch.Tensor, groups: int, by_position: torch.Tensor) -> torch.Tensor:
+    """Columns ``(n, C*K, l)`` as ``(l*g, n, C/g*K)``, written into ``by_position``."""
+    n, rows, length = columns.shape
+    target = by_position[: columns.numel()].view(length, groups, n, rows // groups)
+    # (n, g, C/g*K, l) -> (l, g, n, C/g*K)
+    target.copy_(columns.view(n, groups, rows // groups, length).permute(3, 1, 0, 2))
+    return target.view(length * groups, n, rows // groups)

@@ -12,6 +12,7 @@ import torch
 
 import unfoldconv
 from benchmarking.cases import ALLCNNC_LAYERS, allcnnc_cases, optional_unfoldnd, other_cases
+from benchmarking.curvature_cases import curvature_cases
 from benchmarking.load import busy_process
 from benchmarking.plots import plot_ratios
 from benchmarking.tables import write_tables
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None, description: str = "") -> dict[str, Path
         print("note: unfoldNd is not installed; its comparisons are skipped")
     cases = allcnnc_cases(device, args.batches, args.shapes.split(","))
     cases += other_cases(device, args.quick)
+    cases += curvature_cases(device, args.batches, args.shapes.split(","), args.quick)
     if args.only:
         cases = [case for case in cases if case.group in args.only.split(",")]
     if args.match:
