@@ -103,9 +103,9 @@ MUTANTS = [
         "chunked-conv-groups-interleaved",
         "unfoldconv/_chunked.py",
         "    kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)\n"
-        "    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget, input.device)",
+        "    output = input.new_empty((n, c_out, num_blocks))",
         "    kernels = weight.reshape(c_out // groups, groups, -1).transpose(0, 1)\n"
-        "    chunk = chunk_size(n, rows * num_blocks * input.element_size(), budget, input.device)",
+        "    output = input.new_empty((n, c_out, num_blocks))",
         CHUNKED,
     ),
     Mutant(
@@ -118,8 +118,22 @@ MUTANTS = [
     Mutant(
         "locally-connected-positions-and-groups-swapped",
         "unfoldconv/_chunked.py",
-        "result.view(num_blocks, groups, size, c_out // groups).permute(2, 1, 3, 0)",
-        "result.view(groups, num_blocks, size, c_out // groups).permute(2, 0, 3, 1)",
+        "result.view(length, groups, size, c_out // groups).permute(2, 1, 3, 0)",
+        "result.view(groups, length, size, c_out // groups).permute(2, 0, 3, 1)",
+        CHUNKED,
+    ),
+    Mutant(
+        "slab-reads-one-input-row-short",
+        "unfoldconv/_chunked.py",
+        "stop = (rows.stop - 1) * geometry.stride[0] + span - before",
+        "stop = (rows.stop - 1) * geometry.stride[0] + span - before - 1",
+        CHUNKED,
+    ),
+    Mutant(
+        "slab-gradients-overwrite-instead-of-add",
+        "unfoldconv/_chunked.py",
+        "grad_input[chunk.samples, :, rows] += scatter(columns, sub_size, sub_geometry)",
+        "grad_input[chunk.samples, :, rows] = scatter(columns, sub_size, sub_geometry)",
         CHUNKED,
     ),
     # the non-overlapping conv (unfoldconv/conv.py)
