@@ -157,7 +157,6 @@ QUICK = {
     "1d-k3-s2-p1-d2-g2",
     "2d-asymmetric-g2",
     "2d-same-even",
-    "3d-g2",
     "2d-patches-g2-remainder",
 }
 
