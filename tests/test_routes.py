@@ -12,9 +12,10 @@ Routes (the ways one op can be computed; :data:`ROUTES`):
   ``-m slow`` the rest.
 - batch strategies of the chunked engines (conv, locally connected): ``whole`` (the default
   workspace holds the batch), ``samples`` (a workspace of two samples: N = 3 gives chunks of 2
-  and 1), ``positions`` (a workspace of a third of one sample: chunked over output positions
-  once the engine does that; skipped until then, detected at import), ``func`` (values and
-  gradients through ``torch.func.vjp``: the plain whole-batch forms).
+  and 1), ``positions`` (a workspace of a third of one sample: slabs of output rows; the
+  route is detected at import, by the matmuls one sample takes, and skipped with "not in this
+  branch yet" where the engine cannot split a sample), ``func`` (values and gradients through
+  ``torch.func.vjp``: the plain whole-batch forms).
 
 Cases (:data:`CASES`) are small and asymmetric (stride > 1, dilation, uneven padding, "same"
 with even kernels, stride > kernel, d = 1..4) so that an index off by one in any route changes a
