@@ -39,10 +39,16 @@ def compare_layers(native, ours, x, **forward_kwargs):
 
 
 def module_infos(names):
-    """torch's own ``ModuleInfo`` entries whose name is in ``names``."""
+    """torch's own ``ModuleInfo`` entries whose name is in ``names`` (any iterable, a generator
+    too: it is read once), in the order of ``names``; a name torch does not have is an error, so
+    a renamed entry cannot silently leave the parameter list short."""
     from torch.testing._internal.common_modules import module_db
 
-    return [info for info in module_db if info.name in set(names)]
+    wanted = list(names)
+    by_name = {info.name: info for info in module_db}
+    missing = [name for name in wanted if name not in by_name]
+    assert not missing, f"torch's module_db has no entries {missing}"
+    return [by_name[name] for name in wanted]
 
 
 def check_module_db_inputs(info, ours_cls):

@@ -7,6 +7,7 @@ import torch
 import unfoldNd as reference
 
 import unfoldconv.compat as unfoldNd
+from tests.reference import fold_loop, unfold_loop
 
 NAMES = ["unfoldNd", "UnfoldNd", "foldNd", "FoldNd", "unfold_transposeNd", "UnfoldTransposeNd"]
 
@@ -59,7 +60,15 @@ def test_foldNd_rejects_non_tuple_output_size_like_unfoldNd():
 def test_goes_beyond_unfoldNd():
     """4-d inputs, bool inputs and fold outputs past 2**24 elements, where unfoldNd gives up."""
     x = torch.randn(1, 2, 3, 4, 3, 4)
-    assert unfoldNd.unfoldNd(x, 2).shape == (1, 32, 2 * 3 * 2 * 3)
-    assert unfoldNd.unfoldNd(x > 0, 2).dtype == torch.bool
-    columns = torch.ones(1, 1, 4097 * 4097)
-    assert unfoldNd.foldNd(columns, (4097, 4097), 1).shape == (1, 1, 4097, 4097)
+    columns = unfoldNd.unfoldNd(x, 2)
+    assert columns.shape == (1, 32, 2 * 3 * 2 * 3)
+    assert torch.equal(columns, unfold_loop(x, 2))
+    mask_columns = unfoldNd.unfoldNd(x > 0, 2)
+    assert mask_columns.dtype == torch.bool
+    assert torch.equal(mask_columns, columns > 0)  # unfold only copies
+    torch.testing.assert_close(
+        unfoldNd.foldNd(columns, (3, 4, 3, 4), 2), fold_loop(columns, (3, 4, 3, 4), 2)
+    )
+    columns = torch.arange(4097 * 4097, dtype=torch.int32).view(1, 1, -1)
+    image = unfoldNd.foldNd(columns, (4097, 4097), 1)
+    assert torch.equal(image, columns.view(1, 1, 4097, 4097))  # 1x1 kernel: a reshape

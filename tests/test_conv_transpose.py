@@ -94,7 +94,10 @@ def test_4d_equals_3d_when_one_dim_is_trivial():
     expected = F.conv_transpose3d(x[:, :, 0], w[:, :, 0], stride=(2, 1, 2), padding=(1, 0, 0))
     assert_close(out[:, :, 0], expected)
     layer = ConvTransposeNd(3, 2, (1, 2, 2, 2), stride=(1, 2, 1, 2), dtype=torch.float64)
-    assert layer(x).shape == (2, 2, 1, 8, 4, 8)
+    out = layer(x)
+    assert out.shape == (2, 2, 1, 8, 4, 8)
+    expected = F.conv_transpose3d(x[:, :, 0], layer.weight[:, :, 0], layer.bias, stride=(2, 1, 2))
+    assert_close(out[:, :, 0], expected)
 
 
 def test_gradcheck_and_gradgradcheck():

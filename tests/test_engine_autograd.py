@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+import unfoldconv
 from tests.helpers import as_tuple, params
+from tests.reference import fold_loop, unfold_loop
 from unfoldconv import fold, unfold, unfold_transpose
 
 # (id, input shape, kwargs) small enough for numerical Jacobians
@@ -21,21 +24,30 @@ TRANSPOSE_CASES = [
 ]
 
 
+# "auto" folds these small shapes with the compiled CPU fold (where numba is installed);
+# "torch" forces the torch route's scatter
+BACKENDS = ["auto", "torch"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape, kwargs", params(UNFOLD_CASES))
-def test_unfold_gradcheck_and_gradgradcheck(shape, kwargs):
+def test_unfold_gradcheck_and_gradgradcheck(shape, kwargs, backend):
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: unfold(t, **kwargs), x)
-    assert torch.autograd.gradgradcheck(lambda t: unfold(t, **kwargs), x)
+    with unfoldconv.backend(backend):
+        assert torch.autograd.gradcheck(lambda t: unfold(t, **kwargs), x)
+        assert torch.autograd.gradgradcheck(lambda t: unfold(t, **kwargs), x)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape, kwargs", params(UNFOLD_CASES))
-def test_fold_gradcheck_and_gradgradcheck(shape, kwargs):
+def test_fold_gradcheck_and_gradgradcheck(shape, kwargs, backend):
     spatial = shape[2:]
     columns_shape = unfold(torch.zeros(shape), **kwargs).shape
     kwargs = {**kwargs, "kernel_size": as_tuple(kwargs["kernel_size"], len(spatial))}
     columns = torch.randn(columns_shape, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: fold(t, spatial, **kwargs), columns)
-    assert torch.autograd.gradgradcheck(lambda t: fold(t, spatial, **kwargs), columns)
+    with unfoldconv.backend(backend):
+        assert torch.autograd.gradcheck(lambda t: fold(t, spatial, **kwargs), columns)
+        assert torch.autograd.gradgradcheck(lambda t: fold(t, spatial, **kwargs), columns)
 
 
 @pytest.mark.parametrize("shape, kwargs", params(TRANSPOSE_CASES))
@@ -52,14 +64,19 @@ def test_third_order_gradient():
     (g1,) = torch.autograd.grad(unfold(x, **kwargs).pow(4).sum(), x, create_graph=True)
     (g2,) = torch.autograd.grad(g1.sum(), x, create_graph=True)
     (g3,) = torch.autograd.grad(g2.sum(), x)
-    expected = 24 * fold(unfold(x.detach(), **kwargs), (4, 4), **kwargs)
+    expected = 24 * fold_loop(unfold_loop(x.detach(), **kwargs), (4, 4), **kwargs)
     torch.testing.assert_close(g3, expected)
+    torch.testing.assert_close(g3, 24 * fold(unfold(x.detach(), **kwargs), (4, 4), **kwargs))
 
 
 def test_backward_of_unfold_is_fold(device):
+    """The gradient against F.unfold's and the loops' (references), and equal to our fold."""
     x = torch.randn(2, 3, 6, 7, device=device, requires_grad=True)
     kwargs = {"kernel_size": 3, "padding": 1, "stride": 2}
     out = unfold(x, **kwargs)
     grad = torch.randn_like(out)
     out.backward(grad)
-    assert torch.equal(x.grad, fold(grad, (6, 7), **kwargs))
+    (torch_grad,) = torch.autograd.grad(F.unfold(x, **kwargs), x, grad)
+    torch.testing.assert_close(x.grad, torch_grad)
+    torch.testing.assert_close(x.grad.cpu(), fold_loop(grad.cpu(), (6, 7), **kwargs))
+    assert torch.equal(x.grad, fold(grad, (6, 7), **kwargs))  # the identity: backward is fold

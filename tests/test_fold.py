@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import unfoldNd
 
 from tests.helpers import as_tuple, params
-from tests.reference import fold_loop
+from tests.reference import fold_loop, unfold_loop
 from unfoldconv import Fold, fold, unfold
 
 # (id, output_size, kwargs); the input gets the matching (N, C*K, L)
@@ -92,7 +92,13 @@ def test_fold_of_unfold_counts_overlaps():
     x = torch.randn(2, 3, 6, 7, 5, dtype=torch.float64)
     kwargs = {"kernel_size": (3, 2, 2), "padding": 1, "stride": (1, 2, 1)}
     divisor = fold(unfold(torch.ones_like(x), **kwargs), x.shape[2:], **kwargs)
-    torch.testing.assert_close(fold(unfold(x, **kwargs), x.shape[2:], **kwargs), divisor * x)
+    round_trip = fold(unfold(x, **kwargs), x.shape[2:], **kwargs)
+    torch.testing.assert_close(round_trip, divisor * x)
+    # and each of the two against the loops
+    expected = fold_loop(unfold_loop(x, **kwargs), x.shape[2:], **kwargs)
+    torch.testing.assert_close(round_trip, expected)
+    expected_divisor = fold_loop(unfold_loop(torch.ones_like(x), **kwargs), x.shape[2:], **kwargs)
+    assert torch.equal(divisor, expected_divisor)  # integer counts: exact
 
 
 @pytest.mark.parametrize(
@@ -112,15 +118,20 @@ def test_dtypes(device, dtype):
     columns = (_columns((6, 5), {"kernel_size": 2, "padding": 1}, device=device) * 5).to(dtype)
     out = fold(columns, (6, 5), 2, padding=1)
     assert out.dtype == dtype and out.device == columns.device
-    expected = fold_loop(
-        columns.to(torch.complex128 if dtype.is_complex else torch.float64), (6, 5), 2, padding=1
-    )
-    torch.testing.assert_close(
-        out,
-        expected.to(dtype),
-        atol=0.1 if dtype in (torch.float16, torch.bfloat16) else 0,
-        rtol=0.02,
-    )  # fp16/bf16: summation order rounding
+    if dtype.is_complex:
+        wide = torch.complex128
+    elif dtype.is_floating_point:
+        wide = torch.float64
+    else:
+        wide = torch.int64  # exact, and wraps like the narrow type when cast back
+    expected = fold_loop(columns.to(wide), (6, 5), 2, padding=1)
+    if dtype.is_floating_point and torch.finfo(dtype).bits == 16:
+        # each output sums up to 4 overlapping values rounded to 16 bits after every addition,
+        # the reference rounds once: up to 4 roundings of the largest partial sum apart
+        bound = 4 * torch.finfo(dtype).eps * expected.abs().max().item()
+        torch.testing.assert_close(out, expected.to(dtype), atol=bound, rtol=0)
+    else:  # integers: exact; float32 / complex64: the dtype's default tolerance
+        torch.testing.assert_close(out, expected.to(dtype))
 
 
 def test_same_call_twice_is_bit_identical(device):

@@ -122,13 +122,25 @@ def test_pickle_and_float64(make, shape):
 
 @pytest.mark.parametrize(("make", "shape"), params([(c[0], c[1], c[3]) for c in LAYERS]))
 def test_meta_device(make, shape):
+    """Built on meta, materialised and reset under a seed: the layer built on the CPU under
+    that seed, the same parameters and outputs."""
     layer = make(device="meta")
     assert all(p.device.type == "meta" for p in layer.parameters())
     layer.to_empty(device="cpu")
+    torch.manual_seed(3)
     for module in layer.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
-    assert layer(torch.randn(shape)).device.type == "cpu"
+    torch.manual_seed(3)
+    on_cpu = make()
+    for (name, value), (_, expected) in zip(
+        layer.state_dict().items(), on_cpu.state_dict().items()
+    ):
+        assert torch.equal(value, expected), name
+    x = torch.randn(shape)
+    out = layer(x)
+    assert out.device.type == "cpu"
+    assert torch.equal(out, on_cpu(x))
 
 
 @pytest.mark.parametrize(("make", "shape"), params([(c[0], c[1], c[3]) for c in LAYERS]))
@@ -140,17 +152,29 @@ def test_backward_reaches_every_parameter(make, shape):
         assert parameter.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize(("make", "shape"), params([(c[0], c[1], c[3]) for c in LAYERS]))
-def test_torch_compile_fullgraph(make, shape):
+@pytest.mark.parametrize(("make", "make_native", "shape"), params(LAYERS))
+def test_torch_compile_fullgraph(make, make_native, shape):
+    """Compiled (fullgraph, float64) against the torch twin where there is one, else eager:
+    the output and the gradients of the input and of every parameter."""
     torch._dynamo.reset()
-    layer = make()
-    x = torch.randn(shape, requires_grad=True)
+    torch.manual_seed(0)
+    layer = make(dtype=torch.float64)
+    reference = layer
+    if make_native is not None:
+        reference = make_native(dtype=torch.float64)
+        reference.load_state_dict(layer.state_dict())
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
     compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
     out = compiled(x)
-    # aot_eager runs the same ops: only the op order may differ
-    assert_close(out, layer(x), rtol=1e-5, atol=1e-5)
-    out.sum().backward()
-    assert x.grad is not None
+    expected = reference(x_ref)
+    assert_close(out, expected)
+    grad = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *layer.parameters()], grad)
+    expected_grads = torch.autograd.grad(expected, [x_ref, *reference.parameters()], grad)
+    names = ["input", *(name for name, _ in layer.named_parameters())]
+    for name, g, g_ref in zip(names, grads, expected_grads):
+        assert_close(g, g_ref, msg=lambda m, name=name: f"grad of {name}: {m}")
 
 
 def test_repr_of_string_padding_matches_torch():

@@ -11,6 +11,7 @@ from torch.testing import assert_close
 
 import unfoldconv
 from tests.helpers import params
+from tests.reference import locally_connected_loop
 from unfoldconv.layers import (
     LocallyConnected1d,
     LocallyConnected2d,
@@ -97,11 +98,57 @@ def test_layer_shapes_init_and_padding_mode():
         tied.bias.copy_(conv.bias.view(6, 1, 1).expand(6, 8, 8))
     # float32: a GEMM and torch's conv sum 36 products in different orders
     assert_close(tied(x), conv(x), rtol=1e-5, atol=1e-5)
-    assert LocallyConnected1d(2, 3, 5, 2)(torch.randn(2, 5)).shape == (3, 4)
-    assert LocallyConnected3d(2, 3, 4, 2)(torch.randn(1, 2, 4, 4, 4)).shape == (1, 3, 3, 3, 3)
-    assert LocallyConnectedNd(2, 3, (4, 4, 4, 4), 3)(torch.randn(1, 2, 4, 4, 4, 4)).shape == (
-        1, 3, 2, 2, 2, 2,
+
+
+# (id, layer, input): the 1d (unbatched), 3d and 4d layers against the loops
+LAYERS = [
+    ("1d-unbatched", lambda: LocallyConnected1d(2, 3, 5, 2, dtype=torch.float64), (2, 5)),
+    ("3d", lambda: LocallyConnected3d(2, 3, 4, 2, dtype=torch.float64), (1, 2, 4, 4, 4)),
+    (
+        "4d",
+        lambda: LocallyConnectedNd(2, 3, (4, 4, 4, 4), 3, dtype=torch.float64),
+        (1, 2, 4, 4, 4, 4),
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "shape"), params(LAYERS))
+def test_layers_match_loop_reference(make, shape):
+    layer = make()
+    x = torch.randn(shape, dtype=torch.float64)
+    batched = x if x.dim() == layer.weight.dim() // 2 + 1 else x.unsqueeze(0)
+    out = layer(x)
+    expected = locally_connected_loop(batched, layer.weight, layer.bias).reshape(out.shape)
+    assert_close(out, expected)
+
+
+@pytest.mark.parametrize("stride", [1, 2], ids=["stride-1", "stride-2"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+def test_padding_modes_with_stride(padding_mode, stride):
+    """Each padding mode pads as F.pad does, before the windows (any stride); gradients too."""
+    torch.manual_seed(0)
+    padding = (1, 2)  # asymmetric: a mode that mixes up the dims pads the wrong amounts
+    out_size = tuple((size + 2 * p - 3) // stride + 1 for size, p in zip((7, 6), padding))
+    layer = LocallyConnected2d(
+        3, 4, (7, 6), 3, stride=stride, padding=padding, padding_mode=padding_mode,
+        dtype=torch.float64,
     )  # fmt: skip
+    assert layer.weight.shape[:2] == out_size
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    if padding_mode == "zeros":
+        padded, loop_padding = x, padding
+    else:  # F.pad takes (left, right, top, bottom): the last dim first
+        padded, loop_padding = F.pad(x, (2, 2, 1, 1), mode=padding_mode), 0
+    expected = locally_connected_loop(
+        padded, layer.weight, layer.bias, stride=stride, padding=loop_padding
+    )
+    out = layer(x)
+    assert_close(out, expected)
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, (x, layer.weight, layer.bias), grad)
+    reference = torch.autograd.grad(expected, (x, layer.weight, layer.bias), grad)
+    for name, g, g_ref in zip(("input", "weight", "bias"), ours, reference):
+        assert_close(g, g_ref, msg=lambda m, name=name: f"{name} grad: {m}")
 
 
 def test_gradcheck_and_gradgradcheck():

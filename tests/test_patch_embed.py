@@ -45,13 +45,16 @@ def test_matches_conv_twin(spatial, kwargs, flatten):
     x = torch.randn(2, 3, *spatial, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
     weight = layer.proj.weight.detach().clone().requires_grad_(True)
+    bias = layer.proj.bias.detach().clone().requires_grad_(True)
     out = layer(x)
     expected = TORCH_CONV[d](
-        x_ref, weight, layer.proj.bias, stride=layer.stride, padding=layer.padding
+        x_ref, weight, bias, stride=layer.stride, padding=layer.padding
     )  # (N, E, *grid)
     if flatten:
         expected = expected.flatten(2).transpose(1, 2)  # (N, E, *grid) -> (N, L, E)
-    _assert_same_values_and_gradients(out, expected, (x, layer.proj.weight), (x_ref, weight))
+    _assert_same_values_and_gradients(
+        out, expected, (x, layer.proj.weight, layer.proj.bias), (x_ref, weight, bias)
+    )
 
 
 def test_timm_state_dict_names_and_norm():

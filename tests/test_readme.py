@@ -18,3 +18,9 @@ def test_readme_example_runs(code):
 
 def test_readme_has_examples():
     assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+def test_readme_example_asserts_its_claims(code):
+    """A block that only runs shows nothing: each asserts what its comments say."""
+    assert re.search(r"^\s*assert ", code, flags=re.MULTILINE), code[:200]

@@ -155,11 +155,19 @@ SHAPE_CASES = [
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_shapes_and_dtype(device, shape, new, expected, dtype):
+    """Shape, dtype and device; the values equal the float64 resampling of the same weight
+    (checked against the 2-d reference above) rounded to the dtype, at its default tolerance."""
     weight = torch.randn(shape, device=device, dtype=dtype)
     output = resample_patch_embed(weight, new)
     assert output.shape == expected
     assert output.dtype == dtype
     assert output.device == weight.device
+    exact = resample_patch_embed(weight.double(), new)
+    assert_close(output, exact.to(dtype))
+    if len(shape) == 4:  # d = 2: the restated timm recipe (the defaults: bicubic, antialias)
+        size = (new,) * 2 if isinstance(new, int) else new
+        reference, _ = reference_resample_2d(weight.cpu(), size, "bicubic", True)
+        assert_close(exact.cpu(), reference)
 
 
 def test_same_size_returns_the_weight():

@@ -165,7 +165,11 @@ def test_unbatched_2d_matches_torch():
 
 def test_all_int_sizes_read_3d_input_as_batched_1d():
     x = torch.randn(2, 3, 10)
-    assert unfold(x, 3).shape == (2, 9, 8)
+    columns = unfold(x, 3)
+    assert columns.shape == (2, 9, 8)
+    assert torch.equal(columns, unfold_loop(x, 3))
+    # the same windows as F.unfold of the signal as a 1-row image with a (1, 3) kernel
+    assert torch.equal(columns, F.unfold(x.unsqueeze(2), (1, 3)))
 
 
 DTYPES = [
