@@ -73,7 +73,7 @@ LAYER_CASES = [
     ("chunked-3d", nn.Conv3d, (2, 3, 3), {"padding": 1}, (2, 4, 4, 4)),
     ("reflect", nn.Conv2d, (2, 3, 3), {"padding": 1, "padding_mode": "reflect"}, (2, 5, 5)),
     ("transposed-s2", nn.ConvTranspose2d, (3, 4, 3), {"stride": 2}, (3, 4, 4)),
-    ("transposed-outpad", nn.ConvTranspose2d, (3, 4, 3), dict(stride=2, output_padding=1), (3, 4, 4)),
+    ("transp-outpad", nn.ConvTranspose2d, (3, 4, 3), dict(stride=2, output_padding=1), (3, 4, 4)),
     ("transposed-1d-groups", nn.ConvTranspose1d, (4, 2, 3), {"groups": 2}, (4, 6)),
     ("transposed-3d", nn.ConvTranspose3d, (2, 3, 2), {"stride": 2}, (2, 3, 3, 3)),
 ]  # fmt: skip
