@@ -111,7 +111,7 @@ def test_chunk_loop_itself(kwargs, weight_shape, shape):
     )
 
     def ours(x):
-        return apply_function(ChunkedConv, x, weight, bias, geometry, groups, None)
+        return apply_function(ChunkedConv, x, weight, bias, geometry, groups, None)[0]
 
     def native(x):
         return F.conv2d(x, weight, bias, **kwargs)

@@ -117,7 +117,8 @@ def conv_batch(
         return plain_conv(input, weight, bias, geometry, groups)
     if not needs_autograd(input, weight, bias):
         return conv_chunks(input, weight, bias, geometry, groups, workspace_bytes)
-    return apply_function(ChunkedConv, input, weight, bias, geometry, groups, workspace_bytes)
+    output, _ = apply_function(ChunkedConv, input, weight, bias, geometry, groups, workspace_bytes)
+    return output
 
 
 @follows_autocast
