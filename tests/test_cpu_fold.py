@@ -16,7 +16,7 @@ from unfoldconv import _cpu_fold, layers
 from unfoldconv._engine import scatter
 from unfoldconv._geometry import Geometry
 
-pytest.importorskip("numba")  # the optional `cpu` extra (installed by `dev`, so in CI)
+pytest.importorskip("numba")  # a dependency; absent only on Pythons numba has no wheels for
 
 # (id, batch, channels, input size, kernel, dilation, padding (lo, hi) per dim, stride, flip)
 GEOMETRIES = [
