@@ -32,6 +32,7 @@ matmul, every op differentiable), taken with ``torch.autograd.grad`` (see
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
@@ -89,21 +90,34 @@ def plan_chunks(
     exceed the budget, one sample at a time in slabs of output rows along the first spatial
     dim, as many rows as fit (at least one). Empty for an empty batch.
     """
+    budget = default_workspace_bytes(device) if budget is None else budget
+    return list(_plan(batch, channels, tuple(input_size), geometry, element_size, budget))
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(
+    batch: int,
+    channels: int,
+    input_size: tuple[int, ...],
+    geometry: Geometry,
+    element_size: int,
+    budget: int,
+) -> tuple[Chunk, ...]:
+    """:func:`plan_chunks` with the budget resolved (cached: a layer asks the same every call)."""
     out_size = geometry.output_size(input_size)
     row_positions = math.prod(out_size[1:])
     row_bytes = max(1, channels * geometry.kernel_numel * row_positions * element_size)
     sample_bytes = row_bytes * out_size[0]
-    budget = default_workspace_bytes(device) if budget is None else budget
     every_row = slice(0, out_size[0])
     every_position = slice(0, out_size[0] * row_positions)
     if sample_bytes <= budget or out_size[0] == 1:
-        step = chunk_size(batch, sample_bytes, budget, device)
-        return [
+        step = chunk_size(batch, sample_bytes, budget)
+        return tuple(
             Chunk(slice(start, stop), every_row, every_position, True)
             for start, stop in batch_chunks(batch, step)
-        ]
+        )
     step = max(1, budget // row_bytes)
-    return [
+    return tuple(
         Chunk(
             slice(sample, sample + 1),
             slice(first, last),
@@ -112,7 +126,7 @@ def plan_chunks(
         )
         for sample in range(batch)
         for first, last in batch_chunks(out_size[0], step)
-    ]
+    )
 
 
 def slab(input_size: Sequence[int], geometry: Geometry, rows: slice) -> tuple[slice, Geometry]:
@@ -318,9 +332,15 @@ def needs_autograd(*tensors: torch.Tensor | None) -> bool:
 SAMPLES_LAST_POSITIONS = 100
 
 
-def prefers_samples_last(out_size: Sequence[int]) -> bool:
-    """Whether :class:`ChunkedConv` lays a chunk's columns out samples-last (see above)."""
-    return math.prod(out_size) <= SAMPLES_LAST_POSITIONS
+def prefers_samples_last(out_size: Sequence[int], columns_numel: int) -> bool:
+    """Whether :class:`ChunkedConv` lays a chunk's columns out samples-last (see above); not
+    for columns under :data:`SMALL_COLUMNS` elements, where the extra transposes are calls that
+    cost more than they save."""
+    return math.prod(out_size) <= SAMPLES_LAST_POSITIONS and columns_numel >= SMALL_COLUMNS
+
+
+#: Columns of fewer elements (a 256 KiB float32 chunk) take the fewest calls: no transposes.
+SMALL_COLUMNS = 1 << 16
 
 
 def _transpose_into(target: torch.Tensor, source: torch.Tensor) -> None:
@@ -353,11 +373,21 @@ def conv_chunks(
     num_blocks = math.prod(out_size)
     rows = channels * geometry.kernel_numel  # C*K
     kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-    output = input.new_empty((n, c_out, num_blocks))
     plan = plan_chunks(
         n, channels, input.shape[2:], geometry, input.element_size(), budget, input.device
     )
-    samples_last = prefers_samples_last(out_size)
+    samples_last = prefers_samples_last(out_size, columns_numel(plan[0], rows) if plan else 0)
+    if len(plan) == 1 and not samples_last and groups == 1:  # the fewest calls: small batches
+        columns = gather(input, geometry)  # (N, C*K, L)
+        if bias is None:
+            output = torch.matmul(kernels[0], columns)  # (N, C_out, L)
+        else:  # the bias added by the GEMM itself
+            output = torch.baddbmm(bias.view(1, c_out, 1), kernels.expand(n, -1, -1), columns)
+        output = output.view(n, c_out, *out_size)
+        if not keep_columns:
+            return output
+        return output, columns if columns_worth_keeping(input, columns) else None
+    output = input.new_empty((n, c_out, num_blocks))
     products = None
     if samples_last:
         products = input.new_empty(max((columns_numel(c, c_out) for c in plan), default=0))
@@ -490,7 +520,9 @@ def conv_backward_chunks(
     plan = plan_chunks(
         n, channels, input.shape[2:], geometry, input.element_size(), budget, input.device
     )
-    samples_last = prefers_samples_last(grad_output.shape[2:])
+    samples_last = prefers_samples_last(
+        grad_output.shape[2:], columns_numel(plan[0], rows) if plan else 0
+    )
     workspace = new_workspace(input, plan, rows) if need_input or kept is None else None
     # samples-last: the output gradient's chunk (C_out, l, n); else the columns by row
     spare = new_workspace(grad_output, plan, c_out if samples_last else rows)
