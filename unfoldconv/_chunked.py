@@ -409,6 +409,9 @@ def conv_chunks(
         if chunk.whole:
             target = output[chunk.samples].view(size, groups, c_out // groups, length)
             torch.matmul(kernels, columns, out=target)  # (n, g, C_out/g, L)
+        elif groups == 1:  # a slab of positions: its rows of the output, a BLAS-strided matrix
+            target = output[chunk.samples.start, :, chunk.positions]  # (C_out, l), row stride L
+            torch.mm(kernels[0], columns[0, 0], out=target)
         else:  # a slab of positions: a strided target, written by a copy
             product = torch.matmul(kernels, columns)  # (1, g, C_out/g, l)
             output[chunk.samples, :, chunk.positions] = product.view(size, c_out, length)
@@ -524,8 +527,10 @@ def conv_backward_chunks(
         grad_output.shape[2:], columns_numel(plan[0], rows) if plan else 0
     )
     workspace = new_workspace(input, plan, rows) if need_input or kept is None else None
-    # samples-last: the output gradient's chunk (C_out, l, n); else the columns by row
-    spare = new_workspace(grad_output, plan, c_out if samples_last else rows)
+    # samples-last: the output gradient's chunk (C_out, l, n); grouped: the columns by row
+    spare = None
+    if samples_last or groups > 1:
+        spare = new_workspace(grad_output, plan, c_out if samples_last else rows)
     grad_input = None
     if need_input:  # slabs add into overlapping rows: they need a zero start
         grad_input = (
@@ -555,6 +560,14 @@ def conv_backward_chunks(
             if samples_last:
                 by_row = columns.view(groups, rows // groups, length * size)
                 go_by_row = go_rows
+            elif size == 1:  # one sample (or a slab of one): already (g, C/g*K, l)
+                by_row = columns.view(groups, rows // groups, length)
+                go_by_row = go_chunk.view(groups, c_out // groups, length)
+            elif groups == 1:  # a GEMM per sample over its positions, no transposing copy
+                for sample in range(size):
+                    # (C_out, l) @ (l, C*K) summed into (C_out, C*K)
+                    grad_weight[0].addmm_(go_chunk[sample], columns[sample].t())
+                by_row = None
             else:
                 # one GEMM per chunk, contracting over (sample, position): lay both operands
                 # out sample-inner, the columns in the spare workspace
@@ -565,8 +578,9 @@ def conv_backward_chunks(
                 # (n, C_out, l) -> (g, C_out/g, n*l)
                 go_by_row = go_chunk.view(size, groups, -1, length).permute(1, 2, 0, 3)
                 go_by_row = go_by_row.reshape(groups, c_out // groups, size * length)
-            # (g, C_out/g, n*l) @ (g, n*l, C/g*K) summed into (g, C_out/g, C/g*K)
-            grad_weight.baddbmm_(go_by_row, by_row.transpose(1, 2))
+            if by_row is not None:
+                # (g, C_out/g, n*l) @ (g, n*l, C/g*K) summed into (g, C_out/g, C/g*K)
+                grad_weight.baddbmm_(go_by_row, by_row.transpose(1, 2))
         if need_input:
             if samples_last:
                 grad_columns = buffer.view(groups, rows // groups, length * size)
