@@ -6,10 +6,15 @@ Here the forward keeps only the input and the weight; it gathers ``chunk`` sampl
 a workspace of at most the device's default (:mod:`unfoldconv.memory`: 16 MiB on the CPU, 1 GiB
 on a GPU; or the caller's ``workspace_bytes``, or the size set by
 ``with unfoldconv.workspace(num_bytes):``), multiplies, and reuses the same workspace for the
-next chunk. Backward gathers each chunk again (for the weight gradient) and reuses the
-workspace once more for the input gradient's columns, which it folds back (``scatter``). The
-peak memory of forward + backward is the input, the output, their gradients and two
+next chunk. Backward gathers each chunk again (for the weight gradient; the forward's columns
+are kept instead when the batch was one small chunk, :func:`columns_worth_keeping`) and reuses
+the workspace once more for the input gradient's columns, which it folds back (``scatter``). The
+peak memory of forward + backward is the input, the output, their gradients and about two
 workspaces.
+
+**Layouts.** :class:`ChunkedConv` gathers small images samples-last, ``(C*K, l, n)``
+(:func:`prefers_samples_last`), so that one GEMM spans a chunk and the copies run along the
+samples; other images sample-major, ``(n, C*K, l)``, multiplied sample by sample into the output.
 
 **One chunk loop.** :func:`plan_chunks` cuts a batch's columns into :class:`Chunk` s: whole
 samples, as many as fit the workspace, or, when one sample's columns exceed it (volumes, large
