@@ -63,15 +63,20 @@ def test_chunks_tile_the_columns(seed):
     plan = plan_chunks(n, c, size, geometry, x.element_size(), budget)
     covered = torch.zeros(reference.shape[0], reference.shape[2], dtype=torch.int64)
     grad = torch.zeros_like(x) if has_slabs(plan) else torch.empty_like(x)
+    grad_samples_last = torch.zeros_like(x)
     for chunk in plan:
         columns = gather_chunk(x, geometry, chunk)
-        torch.testing.assert_close(
-            columns, reference[chunk.samples, :, chunk.positions], rtol=0, atol=0
-        )
+        expected = reference[chunk.samples, :, chunk.positions]
+        torch.testing.assert_close(columns, expected, rtol=0, atol=0)
+        # the samples-last layout: the same columns, (n, C*K, l) -> (C*K, l, n)
+        moved = gather_chunk(x, geometry, chunk, samples_last=True)
+        torch.testing.assert_close(moved, expected.permute(1, 2, 0), rtol=0, atol=0)
         covered[chunk.samples, chunk.positions] += 1
         scatter_chunk(columns, geometry, chunk, grad)
+        scatter_chunk(moved, geometry, chunk, grad_samples_last, samples_last=True)
     assert (covered == 1).all(), "every (sample, position) in exactly one chunk"
     torch.testing.assert_close(grad, scatter(reference, size, geometry))
+    torch.testing.assert_close(grad_samples_last, grad)
 
 
 def test_plan_slabs_only_when_a_sample_does_not_fit():
