@@ -180,8 +180,12 @@ def scatter_chunk(
     chunk: Chunk,
     grad_input: torch.Tensor,
     samples_last: bool = False,
+    compiled: bool = True,
 ) -> None:
     """Fold the columns ``(n, C*K, l)`` of ``chunk`` into its samples of ``grad_input``.
+
+    ``compiled=False``: the torch route even where the compiled CPU fold would run
+    (see :data:`CHUNKED_CONV_COMPILED_FOLD`).
 
     Whole samples are written; a slab of rows is added (slabs overlap where kernel > stride),
     so ``grad_input`` must start as zeros when the plan has slabs (:func:`has_slabs`). With
@@ -201,7 +205,7 @@ def scatter_chunk(
         d = geometry.dim
         target.add_(folded.permute(d + 1, 0, *range(1, d + 1)))  # (C, *size, n) -> (n, C, *size)
         return
-    folded = scatter(columns, input_size, geometry)
+    folded = scatter(columns, input_size, geometry, compiled=compiled)
     if chunk.whole:
         target.copy_(folded)
     else:
@@ -429,6 +433,14 @@ def conv_chunks(
     return output, columns if keep else None
 
 
+#: Whether :class:`ChunkedConv`'s backward folds through the compiled CPU fold where it would
+#: run. Off: loading numba's compiler costs about 95 MiB of resident memory (the main job,
+#: batch 32: peak RSS 877 MiB with it, 782 without, native 698), and in the chunk loop the
+#: torch route is close to it on a quiet machine (small images fold samples-last on the torch
+#: route anyway). The public ``fold`` keeps it (0.55x vs 0.67x ``F.fold``, median, 1 thread).
+CHUNKED_CONV_COMPILED_FOLD = False
+
+
 #: Forward columns are kept for backward (instead of gathered again) only when the whole batch
 #: was one chunk (at most the workspace) and they are at most this many times the input's
 #: elements: the columns are ``K`` times the input, so this keeps those of 3x3 kernels and no
@@ -597,7 +609,9 @@ def conv_backward_chunks(
                 go_groups = go_chunk.view(size, groups, c_out // groups, length)
                 torch.matmul(kernels.transpose(1, 2), go_groups, out=grad_columns)
                 grad_columns = grad_columns.view(size, rows, length)
-            scatter_chunk(grad_columns, geometry, chunk, grad_input, samples_last)
+            scatter_chunk(
+                grad_columns, geometry, chunk, grad_input, samples_last, CHUNKED_CONV_COMPILED_FOLD
+            )
     if need_weight:
         grad_weight = grad_weight.view(weight.shape)
     return grad_input, grad_weight

@@ -141,11 +141,17 @@ def _offset_slices(
     return tuple(column_slices), tuple(target_slices)
 
 
-def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -> torch.Tensor:
-    """Fold ``(N, C * K, L)`` into ``(N, C, *input_size)``, summing overlaps in a fixed order."""
+def scatter(
+    columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry, compiled: bool = True
+) -> torch.Tensor:
+    """Fold ``(N, C * K, L)`` into ``(N, C, *input_size)``, summing overlaps in a fixed order.
+
+    ``compiled=False`` keeps the CPU fold on the torch route even where the compiled one
+    (:mod:`unfoldconv._cpu_fold`) would run: the result is the same, bit for bit.
+    """
     if use_triton(columns) and kernels.supports(columns.dtype):
         return kernels.fold(columns, input_size, geometry)
-    if _cpu_fold.wanted(columns, input_size, geometry):
+    if compiled and _cpu_fold.wanted(columns, input_size, geometry):
         return _cpu_fold.fold(columns, input_size, geometry)
     n = columns.shape[0]
     c = columns.shape[1] // geometry.kernel_numel
