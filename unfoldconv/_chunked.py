@@ -544,10 +544,8 @@ def conv_backward_chunks(
         grad_output.shape[2:], columns_numel(plan[0], rows) if plan else 0
     )
     workspace = new_workspace(input, plan, rows) if need_input or kept is None else None
-    # samples-last: the output gradient's chunk (C_out, l, n); grouped: the columns by row
-    spare = None
-    if samples_last or groups > 1:
-        spare = new_workspace(grad_output, plan, c_out if samples_last else rows)
+    # samples-last: the output gradient's chunk (C_out, l, n); else the columns by row
+    spare = new_workspace(grad_output, plan, c_out if samples_last else rows)
     grad_input = None
     if need_input:  # slabs add into overlapping rows: they need a zero start
         grad_input = (
@@ -580,11 +578,6 @@ def conv_backward_chunks(
             elif size == 1:  # one sample (or a slab of one): already (g, C/g*K, l)
                 by_row = columns.view(groups, rows // groups, length)
                 go_by_row = go_chunk.view(groups, c_out // groups, length)
-            elif groups == 1:  # a GEMM per sample over its positions, no transposing copy
-                for sample in range(size):
-                    # (C_out, l) @ (l, C*K) summed into (C_out, C*K)
-                    grad_weight[0].addmm_(go_chunk[sample], columns[sample].t())
-                by_row = None
             else:
                 # one GEMM per chunk, contracting over (sample, position): lay both operands
                 # out sample-inner, the columns in the spare workspace
@@ -595,9 +588,10 @@ def conv_backward_chunks(
                 # (n, C_out, l) -> (g, C_out/g, n*l)
                 go_by_row = go_chunk.view(size, groups, -1, length).permute(1, 2, 0, 3)
                 go_by_row = go_by_row.reshape(groups, c_out // groups, size * length)
-            if by_row is not None:
-                # (g, C_out/g, n*l) @ (g, n*l, C/g*K) summed into (g, C_out/g, C/g*K)
-                grad_weight.baddbmm_(go_by_row, by_row.transpose(1, 2))
+            # (g, C_out/g, n*l) @ (g, n*l, C/g*K) summed into (g, C_out/g, C/g*K): one GEMM per
+            # chunk (a GEMM per sample would be a parallel region per sample, each waiting for
+            # a descheduled thread under load: conv1 f+b 6x native with one busy process)
+            grad_weight.baddbmm_(go_by_row, by_row.transpose(1, 2))
         if need_input:
             if samples_last:
                 grad_columns = buffer.view(groups, rows // groups, length * size)
