@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 import unfoldconv
 from tests.reference import unfold_loop
+from unfoldconv import _chunked
+from unfoldconv._args import make_geometry
 from unfoldconv._chunked import gather_chunk, has_slabs, plan_chunks, scatter_chunk
 from unfoldconv._engine import scatter
 from unfoldconv._geometry import Geometry
@@ -61,15 +63,20 @@ def test_chunks_tile_the_columns(seed):
     plan = plan_chunks(n, c, size, geometry, x.element_size(), budget)
     covered = torch.zeros(reference.shape[0], reference.shape[2], dtype=torch.int64)
     grad = torch.zeros_like(x) if has_slabs(plan) else torch.empty_like(x)
+    grad_samples_last = torch.zeros_like(x)
     for chunk in plan:
         columns = gather_chunk(x, geometry, chunk)
-        torch.testing.assert_close(
-            columns, reference[chunk.samples, :, chunk.positions], rtol=0, atol=0
-        )
+        expected = reference[chunk.samples, :, chunk.positions]
+        torch.testing.assert_close(columns, expected, rtol=0, atol=0)
+        # the samples-last layout: the same columns, (n, C*K, l) -> (C*K, l, n)
+        moved = gather_chunk(x, geometry, chunk, samples_last=True)
+        torch.testing.assert_close(moved, expected.permute(1, 2, 0), rtol=0, atol=0)
         covered[chunk.samples, chunk.positions] += 1
         scatter_chunk(columns, geometry, chunk, grad)
+        scatter_chunk(moved, geometry, chunk, grad_samples_last, samples_last=True)
     assert (covered == 1).all(), "every (sample, position) in exactly one chunk"
     torch.testing.assert_close(grad, scatter(reference, size, geometry))
+    torch.testing.assert_close(grad_samples_last, grad)
 
 
 def test_plan_slabs_only_when_a_sample_does_not_fit():
@@ -141,3 +148,53 @@ def test_locally_connected_in_slabs_matches_whole_batch(case):
         torch.autograd.grad(slabs, (x, w, b), grad), torch.autograd.grad(whole, (x, w, b), grad)
     ):
         torch.testing.assert_close(mine, expected)
+
+
+# (id, workspace bytes): one chunk (forward columns kept for backward), several chunks of
+# samples, slabs of one output row
+BUDGETS = [("one-chunk", 2**30), ("sample-chunks", 1), ("slabs", 64)]
+# (id, positions threshold of prefers_samples_last): every case sample-major / samples-last
+LAYOUTS = [("sample-major", 0), ("samples-last", 10**9)]
+
+
+@pytest.mark.parametrize("threshold", [row[1] for row in LAYOUTS], ids=[r[0] for r in LAYOUTS])
+@pytest.mark.parametrize("budget", [row[1] for row in BUDGETS], ids=[row[0] for row in BUDGETS])
+@pytest.mark.parametrize("case", SLAB_CASES.values(), ids=SLAB_CASES.keys())
+def test_conv_layouts_and_budgets_match_torch(monkeypatch, case, budget, threshold):
+    """Both column layouts of ChunkedConv, with and without kept forward columns."""
+    monkeypatch.setattr(_chunked, "SAMPLES_LAST_POSITIONS", threshold)
+    monkeypatch.setattr(_chunked, "SMALL_COLUMNS", 0)  # the tiny test shapes take it too
+    d = len(case["size"])
+    groups = case["groups"]
+    x = torch.randn(3, 4, *case["size"], dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 4 // groups, *case["kernel"], dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    kwargs = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
+    ours = unfoldconv.conv(x, w, b, groups=groups, workspace_bytes=budget, **kwargs)
+    theirs = TORCH_CONV[d](x, w, b, groups=groups, **kwargs)
+    torch.testing.assert_close(ours, theirs)
+    grad = torch.randn_like(theirs)
+    for inputs in ((x, w, b), (x,), (w,)):  # every gradient, or only one of them
+        mine = torch.autograd.grad(ours, inputs, grad, retain_graph=True)
+        expected = torch.autograd.grad(theirs, inputs, grad, retain_graph=True)
+        for got, want in zip(mine, expected):
+            torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("case", SLAB_CASES.values(), ids=SLAB_CASES.keys())
+def test_samples_last_chunks_are_the_columns_moved(case):
+    """gather_chunk / scatter_chunk with samples_last: the sample-major ones, transposed."""
+    geometry = make_geometry(
+        len(case["size"]), case["kernel"], case["dilation"], case["padding"], case["stride"]
+    )
+    x = torch.randn(3, 2, *case["size"], dtype=torch.float64)
+    for budget in (2**30, 1, 64):
+        plan = plan_chunks(3, 2, case["size"], geometry, 8, budget)
+        major, last = torch.zeros_like(x), torch.zeros_like(x)
+        for chunk in plan:
+            columns = gather_chunk(x, geometry, chunk)  # (n, C*K, l)
+            moved = gather_chunk(x, geometry, chunk, samples_last=True)  # (C*K, l, n)
+            assert torch.equal(moved, columns.permute(1, 2, 0))
+            scatter_chunk(columns, geometry, chunk, major)
+            scatter_chunk(moved.contiguous(), geometry, chunk, last, samples_last=True)
+        assert torch.equal(last, major)

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 
 import unfoldconv
 from tests.helpers import params
-from unfoldconv import _cpu_fold, layers
+from unfoldconv import _chunked, _cpu_fold, layers
 from unfoldconv._engine import scatter
 from unfoldconv._geometry import Geometry
 
-pytest.importorskip("numba")  # the optional `cpu` extra (installed by `dev`, so in CI)
+pytest.importorskip("numba")  # a dependency; absent only on Pythons numba has no wheels for
 
 # (id, batch, channels, input size, kernel, dilation, padding (lo, hi) per dim, stride, flip)
 GEOMETRIES = [
@@ -234,8 +234,11 @@ def test_public_fold_and_its_gradient_match_torch(kernel_calls, size, kernel, pa
     assert kernel_calls == [torch.float64]
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["switch-on", "switch-off"])
 @pytest.mark.parametrize("stride", [1, 2], ids=["s1", "s2"])
-def test_conv_backward_through_kernel_matches_native(kernel_calls, stride):
+def test_conv_backward_fold_switch_matches_native(monkeypatch, kernel_calls, stride, compiled):
+    """ChunkedConv folds through the kernel only if CHUNKED_CONV_COMPILED_FOLD; equal either way."""
+    monkeypatch.setattr(_chunked, "CHUNKED_CONV_COMPILED_FOLD", compiled)
     torch.manual_seed(0)
     native = torch.nn.Conv2d(3, 5, 3, stride=stride, padding=1, dtype=torch.float64)
     ours = layers.Conv2d(3, 5, 3, stride=stride, padding=1, dtype=torch.float64)
@@ -245,4 +248,4 @@ def test_conv_backward_through_kernel_matches_native(kernel_calls, stride):
     expected = torch.autograd.grad(native(x), (x, native.weight), grad)
     result = torch.autograd.grad(ours(x), (x, ours.weight), grad)
     torch.testing.assert_close(result, expected)
-    assert kernel_calls  # the input gradient was folded by the kernel
+    assert bool(kernel_calls) == compiled  # the input gradient was folded by the kernel or not

@@ -6,10 +6,15 @@ Here the forward keeps only the input and the weight; it gathers ``chunk`` sampl
 a workspace of at most the device's default (:mod:`unfoldconv.memory`: 16 MiB on the CPU, 1 GiB
 on a GPU; or the caller's ``workspace_bytes``, or the size set by
 ``with unfoldconv.workspace(num_bytes):``), multiplies, and reuses the same workspace for the
-next chunk. Backward gathers each chunk again (for the weight gradient) and reuses the
-workspace once more for the input gradient's columns, which it folds back (``scatter``). The
-peak memory of forward + backward is the input, the output, their gradients and two
+next chunk. Backward gathers each chunk again (for the weight gradient; the forward's columns
+are kept instead when the batch was one small chunk, :func:`columns_worth_keeping`) and reuses
+the workspace once more for the input gradient's columns, which it folds back (``scatter``). The
+peak memory of forward + backward is the input, the output, their gradients and about two
 workspaces.
+
+**Layouts.** :class:`ChunkedConv` gathers small images samples-last, ``(C*K, l, n)``
+(:func:`prefers_samples_last`), so that one GEMM spans a chunk and the copies run along the
+samples; other images sample-major, ``(n, C*K, l)``, multiplied sample by sample into the output.
 
 **One chunk loop.** :func:`plan_chunks` cuts a batch's columns into :class:`Chunk` s: whole
 samples, as many as fit the workspace, or, when one sample's columns exceed it (volumes, large
@@ -32,13 +37,20 @@ matmul, every op differentiable), taken with ``torch.autograd.grad`` (see
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
 
-from unfoldconv._engine import gather, im2col, scatter
+from unfoldconv._engine import (
+    gather,
+    gather_samples_last,
+    im2col,
+    scatter,
+    scatter_samples_last,
+)
 from unfoldconv._geometry import Geometry
 from unfoldconv.memory import default_workspace_bytes
 
@@ -83,21 +95,34 @@ def plan_chunks(
     exceed the budget, one sample at a time in slabs of output rows along the first spatial
     dim, as many rows as fit (at least one). Empty for an empty batch.
     """
+    budget = default_workspace_bytes(device) if budget is None else budget
+    return list(_plan(batch, channels, tuple(input_size), geometry, element_size, budget))
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(
+    batch: int,
+    channels: int,
+    input_size: tuple[int, ...],
+    geometry: Geometry,
+    element_size: int,
+    budget: int,
+) -> tuple[Chunk, ...]:
+    """:func:`plan_chunks` with the budget resolved (cached: a layer asks the same every call)."""
     out_size = geometry.output_size(input_size)
     row_positions = math.prod(out_size[1:])
     row_bytes = max(1, channels * geometry.kernel_numel * row_positions * element_size)
     sample_bytes = row_bytes * out_size[0]
-    budget = default_workspace_bytes(device) if budget is None else budget
     every_row = slice(0, out_size[0])
     every_position = slice(0, out_size[0] * row_positions)
     if sample_bytes <= budget or out_size[0] == 1:
-        step = chunk_size(batch, sample_bytes, budget, device)
-        return [
+        step = chunk_size(batch, sample_bytes, budget)
+        return tuple(
             Chunk(slice(start, stop), every_row, every_position, True)
             for start, stop in batch_chunks(batch, step)
-        ]
+        )
     step = max(1, budget // row_bytes)
-    return [
+    return tuple(
         Chunk(
             slice(sample, sample + 1),
             slice(first, last),
@@ -106,7 +131,7 @@ def plan_chunks(
         )
         for sample in range(batch)
         for first, last in batch_chunks(out_size[0], step)
-    ]
+    )
 
 
 def slab(input_size: Sequence[int], geometry: Geometry, rows: slice) -> tuple[slice, Geometry]:
@@ -129,31 +154,62 @@ def slab(input_size: Sequence[int], geometry: Geometry, rows: slice) -> tuple[sl
 
 
 def gather_chunk(
-    input: torch.Tensor, geometry: Geometry, chunk: Chunk, out: torch.Tensor | None = None
+    input: torch.Tensor,
+    geometry: Geometry,
+    chunk: Chunk,
+    out: torch.Tensor | None = None,
+    samples_last: bool = False,
 ) -> torch.Tensor:
-    """The columns ``(n, C*K, l)`` of ``chunk`` of ``input``, written into ``out`` if given."""
+    """The columns ``(n, C*K, l)`` of ``chunk`` of ``input``, written into ``out`` if given.
+
+    With ``samples_last`` they are laid out ``(C*K, l, n)`` instead
+    (:func:`~unfoldconv._engine.gather_samples_last`): the layout of one GEMM per chunk.
+    """
     samples = input[chunk.samples]
-    if chunk.whole:
-        return gather(samples, geometry, out=out)
-    rows, sub_geometry = slab(input.shape[2:], geometry, chunk.rows)
-    return gather(samples[:, :, rows], sub_geometry, out=out)
+    if not chunk.whole:
+        rows, geometry = slab(input.shape[2:], geometry, chunk.rows)
+        samples = samples[:, :, rows]
+    if samples_last:
+        return gather_samples_last(samples, geometry, out=out)
+    return gather(samples, geometry, out=out)
 
 
 def scatter_chunk(
-    columns: torch.Tensor, geometry: Geometry, chunk: Chunk, grad_input: torch.Tensor
+    columns: torch.Tensor,
+    geometry: Geometry,
+    chunk: Chunk,
+    grad_input: torch.Tensor,
+    samples_last: bool = False,
+    compiled: bool = True,
 ) -> None:
     """Fold the columns ``(n, C*K, l)`` of ``chunk`` into its samples of ``grad_input``.
 
+    ``compiled=False``: the torch route even where the compiled CPU fold would run
+    (see :data:`CHUNKED_CONV_COMPILED_FOLD`).
+
     Whole samples are written; a slab of rows is added (slabs overlap where kernel > stride),
-    so ``grad_input`` must start as zeros when the plan has slabs (:func:`has_slabs`).
+    so ``grad_input`` must start as zeros when the plan has slabs (:func:`has_slabs`). With
+    ``samples_last`` the columns are ``(C*K, l, n)`` (as :func:`gather_chunk` gives them).
     """
     input_size = grad_input.shape[2:]
-    if chunk.whole:
-        grad_input[chunk.samples] = scatter(columns, input_size, geometry)
+    target = grad_input[chunk.samples]
+    if not chunk.whole:
+        rows, geometry = slab(input_size, geometry, chunk.rows)
+        input_size = (rows.stop - rows.start, *input_size[1:])
+        target = target[:, :, rows]
+    if samples_last:
+        folded = scatter_samples_last(columns, input_size, geometry)  # (C, *size, n)
+        if chunk.whole:  # (C * prod(size), n) -> (n, C * prod(size))
+            _transpose_into(target.view(target.shape[0], -1), folded.view(-1, target.shape[0]))
+            return
+        d = geometry.dim
+        target.add_(folded.permute(d + 1, 0, *range(1, d + 1)))  # (C, *size, n) -> (n, C, *size)
         return
-    rows, sub_geometry = slab(input_size, geometry, chunk.rows)
-    sub_size = (rows.stop - rows.start, *input_size[1:])
-    grad_input[chunk.samples, :, rows] += scatter(columns, sub_size, sub_geometry)
+    folded = scatter(columns, input_size, geometry, compiled=compiled)
+    if chunk.whole:
+        target.copy_(folded)
+    else:
+        target.add_(folded)
 
 
 def has_slabs(plan: Sequence[Chunk]) -> bool:
@@ -172,12 +228,14 @@ def column_chunks(
     geometry: Geometry,
     budget: int | None = None,
     plan: Sequence[Chunk] | None = None,
+    samples_last: bool = False,
 ) -> Iterator[tuple[Chunk, torch.Tensor]]:
     """The one chunk loop: ``(chunk, columns (n, C*K, l))`` for each chunk of ``input``.
 
     Every chunk's columns are gathered into one reused workspace (a fresh tensor when the
     plan is a single chunk): use them before asking for the next chunk, which overwrites
-    them. ``plan`` defaults to :func:`plan_chunks` of ``input`` and ``budget``.
+    them. ``plan`` defaults to :func:`plan_chunks` of ``input`` and ``budget``. With
+    ``samples_last`` the columns are ``(C*K, l, n)`` (see :func:`gather_chunk`).
     """
     n, channels = input.shape[:2]
     if plan is None:
@@ -185,13 +243,13 @@ def column_chunks(
             n, channels, input.shape[2:], geometry, input.element_size(), budget, input.device
         )
     if len(plan) == 1:
-        yield plan[0], gather_chunk(input, geometry, plan[0])
+        yield plan[0], gather_chunk(input, geometry, plan[0], samples_last=samples_last)
         return
     rows = channels * geometry.kernel_numel
     workspace = new_workspace(input, plan, rows)
     for chunk in plan:
         out = workspace[: columns_numel(chunk, rows)]
-        yield chunk, gather_chunk(input, geometry, chunk, out=out)
+        yield chunk, gather_chunk(input, geometry, chunk, out=out, samples_last=samples_last)
 
 
 def new_workspace(like: torch.Tensor, plan: Sequence[Chunk], rows: int) -> torch.Tensor:
@@ -273,6 +331,33 @@ def needs_autograd(*tensors: torch.Tensor | None) -> bool:
     )
 
 
+#: Chunks of samples with at most this many output positions each are gathered samples-last,
+#: ``(C*K, l, n)``: the copies then run along ``n`` (and the fold's ``add_`` too), and one GEMM
+#: spans the chunk, at the price of an input-sized and two output-sized transposes. Above it
+#: the rows of one sample are long enough, and the transposes cost more than they save.
+#: Measured (All-CNN-C, batch 32, one thread, CPU time, ours / ``nn.Conv2d``, sample-major vs
+#: samples-last): conv7 (36 positions) forward 1.85 vs 1.26, f+b 1.70 vs 1.20; conv6 (64)
+#: 1.36 vs 1.31, 1.21 vs 1.01; conv3 (256) 1.50 vs 1.99, 1.44 vs 1.61.
+SAMPLES_LAST_POSITIONS = 100
+
+
+def prefers_samples_last(out_size: Sequence[int], columns_numel: int) -> bool:
+    """Whether :class:`ChunkedConv` lays a chunk's columns out samples-last (see above); not
+    for columns under :data:`SMALL_COLUMNS` elements, where the extra transposes are calls that
+    cost more than they save."""
+    return math.prod(out_size) <= SAMPLES_LAST_POSITIONS and columns_numel >= SMALL_COLUMNS
+
+
+#: Columns of fewer elements (a 256 KiB float32 chunk) take the fewest calls: no transposes.
+SMALL_COLUMNS = 1 << 16
+
+
+def _transpose_into(target: torch.Tensor, source: torch.Tensor) -> None:
+    """``target (a, b) <- source (b, a)`` transposed, through torch's blocked 2-d transpose
+    (a plain strided ``copy_`` of a permuted view writes across pages: up to 4x slower)."""
+    target.copy_(source.t())
+
+
 def conv_chunks(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -280,33 +365,101 @@ def conv_chunks(
     geometry: Geometry,
     groups: int,
     budget: int | None,
-) -> torch.Tensor:
-    """The forward of :class:`ChunkedConv`: gather a chunk, one GEMM, next chunk."""
+    keep_columns: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+    """The forward of :class:`ChunkedConv`: gather a chunk, one GEMM, next chunk.
+
+    Small images (:func:`prefers_samples_last`) are gathered samples-last, ``(C*K, l, n)``,
+    so that one GEMM per group covers every (position, sample) pair of the chunk; its
+    ``(C_out, l*n)`` product is transposed into the ``(n, C_out, l)`` output. Larger ones are
+    gathered ``(n, C*K, l)`` and multiplied sample by sample straight into the output. With
+    ``keep_columns`` it returns ``(output, columns)``, the columns being those of a plan of one
+    chunk that :func:`columns_worth_keeping` accepts, else ``None``.
+    """
     n, channels = input.shape[:2]
     c_out = weight.shape[0]
     out_size = geometry.output_size(input.shape[2:])
     num_blocks = math.prod(out_size)
     rows = channels * geometry.kernel_numel  # C*K
     kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
+    plan = plan_chunks(
+        n, channels, input.shape[2:], geometry, input.element_size(), budget, input.device
+    )
+    samples_last = prefers_samples_last(out_size, columns_numel(plan[0], rows) if plan else 0)
+    if len(plan) == 1 and not samples_last and groups == 1:  # the fewest calls: small batches
+        columns = gather(input, geometry)  # (N, C*K, L)
+        if bias is None:
+            output = torch.matmul(kernels[0], columns)  # (N, C_out, L)
+        else:  # the bias added by the GEMM itself
+            output = torch.baddbmm(bias.view(1, c_out, 1), kernels.expand(n, -1, -1), columns)
+        output = output.view(n, c_out, *out_size)
+        if not keep_columns:
+            return output
+        return output, columns if columns_worth_keeping(input, columns) else None
     output = input.new_empty((n, c_out, num_blocks))
-    for chunk, columns in column_chunks(input, geometry, budget):
+    products = None
+    if samples_last:
+        products = input.new_empty(max((columns_numel(c, c_out) for c in plan), default=0))
+    columns = None
+    for chunk, columns in column_chunks(input, geometry, plan=plan, samples_last=samples_last):
+        if samples_last:
+            _, length, size = columns.shape
+            product = products[: c_out * length * size].view(groups, -1, length * size)
+            # (g, C_out/g, C/g*K) @ (g, C/g*K, l*n) -> (g, C_out/g, l*n)
+            torch.bmm(kernels, columns.view(groups, rows // groups, -1), out=product)
+            if chunk.whole:  # (C_out * l, n) -> (n, C_out * l)
+                _transpose_into(output[chunk.samples].view(size, -1), product.view(-1, size))
+            else:
+                moved = product.view(c_out, length, size).permute(2, 0, 1)  # (n, C_out, l)
+                output[chunk.samples, :, chunk.positions] = moved
+            continue
         size, length = columns.shape[0], columns.shape[2]
         columns = columns.view(size, groups, rows // groups, length)  # (n, g, C/g*K, l)
         if chunk.whole:
             target = output[chunk.samples].view(size, groups, c_out // groups, length)
             torch.matmul(kernels, columns, out=target)  # (n, g, C_out/g, L)
+        elif groups == 1:  # a slab of positions: its rows of the output, a BLAS-strided matrix
+            target = output[chunk.samples.start, :, chunk.positions]  # (C_out, l), row stride L
+            torch.mm(kernels[0], columns[0, 0], out=target)
         else:  # a slab of positions: a strided target, written by a copy
             product = torch.matmul(kernels, columns)  # (1, g, C_out/g, l)
             output[chunk.samples, :, chunk.positions] = product.view(size, c_out, length)
     if bias is not None:
         output.add_(bias.view(1, c_out, 1))
-    return output.view(n, c_out, *out_size)
+    output = output.view(n, c_out, *out_size)
+    if not keep_columns:
+        return output
+    keep = len(plan) == 1 and columns_worth_keeping(input, columns)
+    return output, columns if keep else None
+
+
+#: Whether :class:`ChunkedConv`'s backward folds through the compiled CPU fold where it would
+#: run. Off: loading numba's compiler costs about 95 MiB of resident memory (the main job,
+#: batch 32: peak RSS 877 MiB with it, 782 without, native 698), and in the chunk loop the
+#: torch route is close to it on a quiet machine (small images fold samples-last on the torch
+#: route anyway). The public ``fold`` keeps it (0.55x vs 0.67x ``F.fold``, median, 1 thread).
+CHUNKED_CONV_COMPILED_FOLD = False
+
+
+#: Forward columns are kept for backward (instead of gathered again) only when the whole batch
+#: was one chunk (at most the workspace) and they are at most this many times the input's
+#: elements: the columns are ``K`` times the input, so this keeps those of 3x3 kernels and no
+#: larger (All-CNN-C at batch 32: conv1, conv6, conv7, 26 MiB together; at most one workspace
+#: per layer).
+KEEP_COLUMNS_FACTOR = 9
+
+
+def columns_worth_keeping(input: torch.Tensor, columns: torch.Tensor) -> bool:
+    """Whether the forward's ``columns`` are cheap enough to keep for backward."""
+    return columns.numel() <= KEEP_COLUMNS_FACTOR * input.numel()
 
 
 class ChunkedConv(torch.autograd.Function):
     """``conv`` of an already padded-by-mode input, chunk by chunk (see the module docstring).
 
-    Saves only ``input`` and ``weight`` for backward.
+    Saves ``input`` and ``weight`` for backward, and the forward's columns when the whole batch
+    was one chunk and they are small (:func:`columns_worth_keeping`). Returns ``(output,
+    columns)``; callers use the output (the columns are not differentiable).
     """
 
     @staticmethod
@@ -317,17 +470,22 @@ class ChunkedConv(torch.autograd.Function):
         geometry: Geometry,
         groups: int,
         budget: int | None,
-    ) -> torch.Tensor:
-        return conv_chunks(input, weight, bias, geometry, groups, budget)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        output, columns = conv_chunks(
+            input, weight, bias, geometry, groups, budget, keep_columns=True
+        )
+        return output, input.new_empty(0) if columns is None else columns
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
+    def setup_context(ctx, inputs, outputs) -> None:
         input, weight, _, ctx.geometry, ctx.groups, ctx.budget = inputs
-        ctx.save_for_backward(input, weight)
+        columns = outputs[1]
+        ctx.mark_non_differentiable(columns)
+        ctx.save_for_backward(input, weight, columns)
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        input, weight = ctx.saved_tensors
+    def backward(ctx, grad_output: torch.Tensor, _grad_columns):
+        input, weight, kept = ctx.saved_tensors
         geometry, groups = ctx.geometry, ctx.groups
         need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
         grad_bias = None
@@ -342,49 +500,115 @@ class ChunkedConv(torch.autograd.Function):
                 plain, input, weight, grad_output, (need_input, need_weight)
             )
             return grad_input, grad_weight, grad_bias, None, None, None
-
-        n, channels = input.shape[:2]
-        c_out = weight.shape[0]
-        num_blocks = math.prod(grad_output.shape[2:])
-        rows = channels * geometry.kernel_numel
-        go = grad_output.contiguous().view(n, groups, c_out // groups, num_blocks)
-        kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
-        plan = plan_chunks(
-            n, channels, input.shape[2:], geometry, input.element_size(), ctx.budget, input.device
+        grad_input, grad_weight = conv_backward_chunks(
+            input,
+            weight,
+            grad_output,
+            geometry,
+            groups,
+            ctx.budget,
+            kept if kept.numel() else None,
+            (need_input, need_weight),
         )
-        workspace = new_workspace(input, plan, rows)
-        transposed = torch.empty_like(workspace) if need_weight else None
-        grad_input = None
-        if need_input:  # slabs add into overlapping rows: they need a zero start
-            grad_input = (
-                input.new_zeros(input.shape) if has_slabs(plan) else input.new_empty(input.shape)
-            )
-        grad_weight = weight.new_zeros(kernels.shape) if need_weight else None
-        for chunk in plan:
-            size = chunk.samples.stop - chunk.samples.start
-            length = chunk.positions.stop - chunk.positions.start
-            buffer = workspace[: columns_numel(chunk, rows)]
-            go_chunk = go[chunk.samples, :, :, chunk.positions]  # (n, g, C_out/g, l)
-            if need_weight:
-                columns = gather_chunk(input, geometry, chunk, out=buffer)
-                # one GEMM per chunk, contracting over (sample, position): lay both operands out
-                # sample-inner, the columns in a second reused workspace
-                # (n, g, C/g*K, l) -> (g, C/g*K, n, l)
-                by_row = transposed[: buffer.numel()].view(groups, rows // groups, size, length)
-                by_row.copy_(columns.view(size, groups, rows // groups, length).permute(1, 2, 0, 3))
-                # (n, g, C_out/g, l) -> (g, C_out/g, n*l)
-                go_rows = go_chunk.permute(1, 2, 0, 3).reshape(groups, -1, size * length)
-                # (g, C_out/g, n*l) @ (g, n*l, C/g*K) summed into (g, C_out/g, C/g*K)
-                grad_weight.baddbmm_(
-                    go_rows, by_row.view(groups, rows // groups, size * length).transpose(1, 2)
-                )
-            if need_input:
-                grad_columns = buffer.view(size, groups, rows // groups, length)
-                torch.matmul(kernels.transpose(1, 2), go_chunk, out=grad_columns)
-                scatter_chunk(grad_columns.view(size, rows, length), geometry, chunk, grad_input)
-        if need_weight:
-            grad_weight = grad_weight.view(weight.shape)
         return grad_input, grad_weight, grad_bias, None, None, None
+
+
+def conv_backward_chunks(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    grad_output: torch.Tensor,
+    geometry: Geometry,
+    groups: int,
+    budget: int | None,
+    kept: torch.Tensor | None,
+    needs: tuple[bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(grad_input, grad_weight)`` of :class:`ChunkedConv`, chunk by chunk.
+
+    Per chunk: the columns (``kept`` from forward when given, else gathered again into the
+    workspace) give the weight gradient in one GEMM over (sample, position); then the input
+    gradient's columns, one GEMM into the same workspace, are folded into ``grad_input``. The
+    layout is the forward's (:func:`prefers_samples_last`): samples-last, where the output
+    gradient is transposed once per chunk to match, or sample-major, where the columns are.
+    """
+    need_input, need_weight = needs
+    n, channels = input.shape[:2]
+    c_out = weight.shape[0]
+    num_blocks = math.prod(grad_output.shape[2:])
+    rows = channels * geometry.kernel_numel
+    kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
+    plan = plan_chunks(
+        n, channels, input.shape[2:], geometry, input.element_size(), budget, input.device
+    )
+    samples_last = prefers_samples_last(
+        grad_output.shape[2:], columns_numel(plan[0], rows) if plan else 0
+    )
+    workspace = new_workspace(input, plan, rows) if need_input or kept is None else None
+    # samples-last: the output gradient's chunk (C_out, l, n); else the columns by row
+    spare = new_workspace(grad_output, plan, c_out if samples_last else rows)
+    grad_input = None
+    if need_input:  # slabs add into overlapping rows: they need a zero start
+        grad_input = (
+            input.new_zeros(input.shape) if has_slabs(plan) else input.new_empty(input.shape)
+        )
+    grad_weight = weight.new_zeros(kernels.shape) if need_weight else None
+    go = grad_output.reshape(n, c_out, num_blocks)
+    for chunk in plan:
+        size = chunk.samples.stop - chunk.samples.start
+        length = chunk.positions.stop - chunk.positions.start
+        buffer = None if workspace is None else workspace[: columns_numel(chunk, rows)]
+        go_chunk = go[chunk.samples, :, chunk.positions]  # (n, C_out, l)
+        if samples_last:
+            # (n, C_out * l) -> (C_out * l, n): the columns' samples-last layout
+            go_rows = spare[: columns_numel(chunk, c_out)].view(-1, size)
+            if chunk.whole:
+                _transpose_into(go_rows, go_chunk.reshape(size, -1))
+            else:
+                go_rows.view(c_out, length, size).copy_(go_chunk.permute(1, 2, 0))
+            go_rows = go_rows.view(groups, c_out // groups, length * size)
+        if need_weight:
+            columns = kept
+            if columns is None:
+                columns = gather_chunk(
+                    input, geometry, chunk, out=buffer, samples_last=samples_last
+                )
+            if samples_last:
+                by_row = columns.view(groups, rows // groups, length * size)
+                go_by_row = go_rows
+            elif size == 1:  # one sample (or a slab of one): already (g, C/g*K, l)
+                by_row = columns.view(groups, rows // groups, length)
+                go_by_row = go_chunk.view(groups, c_out // groups, length)
+            else:
+                # one GEMM per chunk, contracting over (sample, position): lay both operands
+                # out sample-inner, the columns in the spare workspace
+                # (n, g, C/g*K, l) -> (g, C/g*K, n, l)
+                by_row = spare[: columns.numel()].view(groups, rows // groups, size, length)
+                by_row.copy_(columns.view(size, groups, -1, length).permute(1, 2, 0, 3))
+                by_row = by_row.view(groups, rows // groups, size * length)
+                # (n, C_out, l) -> (g, C_out/g, n*l)
+                go_by_row = go_chunk.view(size, groups, -1, length).permute(1, 2, 0, 3)
+                go_by_row = go_by_row.reshape(groups, c_out // groups, size * length)
+            # (g, C_out/g, n*l) @ (g, n*l, C/g*K) summed into (g, C_out/g, C/g*K): one GEMM per
+            # chunk (a GEMM per sample would be a parallel region per sample, each waiting for
+            # a descheduled thread under load: conv1 f+b 6x native with one busy process)
+            grad_weight.baddbmm_(go_by_row, by_row.transpose(1, 2))
+        if need_input:
+            if samples_last:
+                grad_columns = buffer.view(groups, rows // groups, length * size)
+                # (g, C/g*K, C_out/g) @ (g, C_out/g, l*n) -> (g, C/g*K, l*n)
+                torch.bmm(kernels.transpose(1, 2), go_rows, out=grad_columns)
+                grad_columns = grad_columns.view(rows, length, size)
+            else:
+                grad_columns = buffer.view(size, groups, rows // groups, length)
+                go_groups = go_chunk.view(size, groups, c_out // groups, length)
+                torch.matmul(kernels.transpose(1, 2), go_groups, out=grad_columns)
+                grad_columns = grad_columns.view(size, rows, length)
+            scatter_chunk(
+                grad_columns, geometry, chunk, grad_input, samples_last, CHUNKED_CONV_COMPILED_FOLD
+            )
+    if need_weight:
+        grad_weight = grad_weight.view(weight.shape)
+    return grad_input, grad_weight
 
 
 def plain_locally_connected(

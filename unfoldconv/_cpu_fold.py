@@ -12,8 +12,9 @@ descheduled thread costs at most the one chunk it holds, not a whole pass.
 Each row is zeroed, then each kernel offset's block of columns is added in row-major offset
 order, the order of the torch route: the result is bit-identical to it.
 
-numba is an optional dependency (``pip install unfoldconv[cpu]``); without it, or for dtypes it
-does not cover (float16, bfloat16, complex, bool, ...), the torch route runs.
+numba is a dependency of the plain install (on Pythons it has no wheels for yet it is left out);
+without it, or for dtypes it does not cover (float16, bfloat16, complex, bool, ...), the torch
+route runs. Imported on the first fold that takes this route, not with the package.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ SMALL_IMAGE = 256
 
 
 def numba_available() -> bool:
-    """Whether numba imports (``pip install unfoldconv[cpu]``)."""
+    """Whether numba imports (a dependency, absent only on Pythons it has no wheels for)."""
     return _kernel() is not None
 
 

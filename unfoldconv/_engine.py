@@ -35,13 +35,26 @@ from unfoldconv._backend import use_triton
 from unfoldconv._geometry import Geometry
 
 
+def padded_shape(spatial: Sequence[int], geometry: Geometry) -> tuple[int, ...]:
+    """The spatial size of the zero-padded input."""
+    return tuple(size + lo + hi for size, (lo, hi) in zip(spatial, geometry.padding))
+
+
 def _padded(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """``input`` with zero padding ``geometry.padding`` (no copy when there is none)."""
+    """``input`` with zero padding ``geometry.padding`` (no copy when there is none).
+
+    Only the border is zeroed: the interior is written once, by the copy of ``input``.
+    """
     if not any(lo or hi for lo, hi in geometry.padding):
         return input
     n, c, *spatial = input.shape
-    sizes = [size + lo + hi for size, (lo, hi) in zip(spatial, geometry.padding)]
-    padded = input.new_zeros((n, c, *sizes))
+    padded = input.new_empty((n, c, *padded_shape(spatial, geometry)))
+    for axis, (size, (lo, hi)) in enumerate(zip(spatial, geometry.padding)):
+        # the border slabs along this dim (the full extent of the other dims)
+        if lo:
+            padded.narrow(2 + axis, 0, lo).zero_()
+        if hi:
+            padded.narrow(2 + axis, lo + size, hi).zero_()
     interior = tuple(slice(lo, lo + size) for size, (lo, _) in zip(spatial, geometry.padding))
     padded[(..., *interior)] = input
     return padded
@@ -128,11 +141,17 @@ def _offset_slices(
     return tuple(column_slices), tuple(target_slices)
 
 
-def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -> torch.Tensor:
-    """Fold ``(N, C * K, L)`` into ``(N, C, *input_size)``, summing overlaps in a fixed order."""
+def scatter(
+    columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry, compiled: bool = True
+) -> torch.Tensor:
+    """Fold ``(N, C * K, L)`` into ``(N, C, *input_size)``, summing overlaps in a fixed order.
+
+    ``compiled=False`` keeps the CPU fold on the torch route even where the compiled one
+    (:mod:`unfoldconv._cpu_fold`) would run: the result is the same, bit for bit.
+    """
     if use_triton(columns) and kernels.supports(columns.dtype):
         return kernels.fold(columns, input_size, geometry)
-    if _cpu_fold.wanted(columns, input_size, geometry):
+    if compiled and _cpu_fold.wanted(columns, input_size, geometry):
         return _cpu_fold.fold(columns, input_size, geometry)
     n = columns.shape[0]
     c = columns.shape[1] // geometry.kernel_numel
@@ -148,6 +167,77 @@ def scatter(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry
         output[(..., *target_slices)].add_(
             blocks[(slice(None), slice(None), *offset, *column_slices)]
         )
+    return output
+
+
+def _moved_padded(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """``(N, C, *spatial)`` -> ``(C, *padded, N)``: the samples moved innermost, zero padded.
+
+    Padded first where the rows are long, then moved by one 2-d transpose ``(N, rest) ->
+    (rest, N)`` (torch's blocked transpose; a permuted ``copy_`` writes across pages).
+    """
+    n, c, *spatial = input.shape
+    padded = _padded(input, geometry).reshape(n, -1)  # (N, C * prod(padded))
+    moved = input.new_empty((c, *padded_shape(spatial, geometry), n))
+    moved.view(-1, n).copy_(padded.t())
+    return moved
+
+
+def gather_samples_last(
+    input: torch.Tensor, geometry: Geometry, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Unfold ``(N, C, *spatial)`` into ``(C * K, L, N)``: the columns with the samples innermost.
+
+    The layout of the chunked convolution: one GEMM ``(C_out, C*K) @ (C*K, L*N)`` per chunk,
+    and the copy runs along ``N`` (and along the last output dim too with stride 1) instead of
+    the last output dim alone (8-32 elements on typical shapes). The input is first moved to
+    ``(C, *padded, N)`` (:func:`_moved_padded`, an input-sized copy that also pads); ``out`` as
+    in :func:`gather`. Any route: it is made of torch ops only.
+    """
+    n, c, *input_size = input.shape
+    d = geometry.dim
+    out_size = geometry.output_size(input_size)
+    view = _moved_padded(input, geometry)  # (C, *padded, N)
+    for axis, (k, dil, s) in enumerate(
+        zip(geometry.kernel_size, geometry.dilation, geometry.stride)
+    ):
+        # (..., size_i, ...) -> (..., out_i, ..., span_i)
+        view = view.unfold(1 + axis, dil * (k - 1) + 1, s)
+    if any(dil > 1 for dil in geometry.dilation):
+        view = view[(..., *(slice(None, None, dil) for dil in geometry.dilation))]
+    # (C, *out, N, *kernel) -> (C, *kernel, *out, N)
+    view = view.permute(0, *range(2 + d, 2 + 2 * d), *range(1, 1 + d), 1 + d)
+    shape = (c, *geometry.kernel_size, *out_size, n)
+    columns = input.new_empty(shape) if out is None else out.view(shape)
+    if not geometry.flip:
+        columns.copy_(view)
+    else:  # reversed kernel offsets: offset by offset, as _copy_windows
+        for offset in _kernel_offsets(geometry):
+            reversed_offset = tuple(k - 1 - i for i, k in zip(offset, geometry.kernel_size))
+            columns[(slice(None), *reversed_offset)].copy_(view[(slice(None), *offset)])
+    return columns.view(c * geometry.kernel_numel, math.prod(out_size), n)
+
+
+def scatter_samples_last(
+    columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry
+) -> torch.Tensor:
+    """Fold ``(C * K, L, N)`` columns (samples innermost) into ``(C, *input_size, N)``.
+
+    The adjoint of :func:`gather_samples_last` before its move: the same fixed-order sum as
+    :func:`scatter` (bit-identical to it), with each ``add_`` running along ``N`` too.
+    """
+    rows, _, n = columns.shape
+    c = rows // geometry.kernel_numel
+    out_size = geometry.output_size(input_size)
+    blocks = columns.view(c, *geometry.kernel_size, *out_size, n)  # (C, *kernel, *out, N)
+    output = columns.new_zeros((c, *input_size, n))
+    every = slice(None)
+    for offset in _kernel_offsets(geometry):
+        slices = _offset_slices(offset, input_size, out_size, geometry)
+        if slices is None:
+            continue
+        column_slices, target_slices = slices
+        output[(every, *target_slices, every)].add_(blocks[(every, *offset, *column_slices, every)])
     return output
 
 

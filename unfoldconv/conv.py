@@ -73,14 +73,17 @@ def _non_overlapping_conv(
     kernel_axes, grid_axes = range(4, 3 + 2 * d, 2), range(3, 3 + 2 * d, 2)
     if groups == 1 and geometry.kernel_numel > 1:  # patches (ViT): token-major, one GEMM
         # -> (N, *grid, 1, C, *kernel) -> (N, L, C*K): the tokens of unfoldconv.patchify
-        tokens = blocks.permute(0, *grid_axes, 1, 2, *kernel_axes).reshape(n, math.prod(grid), -1)
+        # explicit sizes, no -1: an empty batch (N = 0) cannot infer one
+        tokens = blocks.permute(0, *grid_axes, 1, 2, *kernel_axes).reshape(
+            n, math.prod(grid), channels * geometry.kernel_numel
+        )
         output = F.linear(tokens, weight.reshape(c_out, -1), bias)  # (N, L, C_out)
         # (N, L, C_out) -> (N, C_out, *grid): a channels-last view, as torch's conv gives for
         # channels-last input; PatchEmbed's flatten(2).transpose(1, 2) is then copy-free
         return output.transpose(1, 2).unflatten(2, grid)
     # -> (N, groups, C/groups, *kernel, *grid) -> (N, groups, C/groups * K, L)
     columns = blocks.permute(0, 1, 2, *kernel_axes, *grid_axes).reshape(
-        n, groups, -1, math.prod(grid)
+        n, groups, channels // groups * geometry.kernel_numel, math.prod(grid)
     )
     kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
     # einsum, not a broadcast matmul: the weight gradient of a broadcast matmul is built per
@@ -117,7 +120,8 @@ def conv_batch(
         return plain_conv(input, weight, bias, geometry, groups)
     if not needs_autograd(input, weight, bias):
         return conv_chunks(input, weight, bias, geometry, groups, workspace_bytes)
-    return apply_function(ChunkedConv, input, weight, bias, geometry, groups, workspace_bytes)
+    output, _ = apply_function(ChunkedConv, input, weight, bias, geometry, groups, workspace_bytes)
+    return output
 
 
 @follows_autocast

@@ -52,6 +52,7 @@ class Case:
         impls: implementation name -> :data:`Factory`.
         bytes_moved: bytes the forward op reads + writes at the least (engine ops; ``None`` for
             layers); forward+backward moves twice as many.
+        threads: CPU threads for this case (``None``: the run's ``--threads``).
     """
 
     group: str
@@ -59,6 +60,7 @@ class Case:
     series: str
     impls: dict[str, Factory]
     bytes_moved: int | None = None
+    threads: int | None = None
 
 
 def optional_unfoldnd():
@@ -76,17 +78,20 @@ def op_factory(
     make_input: Callable[[], torch.Tensor],
     parameters: Sequence[torch.Tensor] = (),
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    grad_forward: bool = False,
 ) -> Factory:
-    """Thunks for ``op``: forward under ``no_grad``, or forward + backward of a fixed output
+    """Thunks for ``op``: forward under ``no_grad`` (with ``grad_forward``: with grad on, so
+    autograd records the parameters, as in training), or forward + backward of a fixed output
     gradient into the input and ``parameters`` (their gradients cleared each call); each call
     runs inside ``context()``."""
+    grad_mode = torch.enable_grad if grad_forward else torch.no_grad
 
     def factory(mode: str) -> Thunk:
         if mode == "forward":
             x = make_input()
 
             def forward():
-                with context(), torch.no_grad():
+                with context(), grad_mode():
                     return op(x)
 
             return forward
@@ -226,6 +231,23 @@ def conv_case(name, series, batch, c_in, c_out, spatial, kernel, stride, padding
     return Case(f"Conv{d}d", label, series, impls)
 
 
+def small_conv_case(device: torch.device) -> Case:
+    """The call-overhead case: ``Conv2d(3, 8, 3)`` on ``(2, 3, 8, 8)``, one thread, the forward
+    with grad on (the parameters require grad, as in training)."""
+    torch.manual_seed(0)
+    native = nn.Conv2d(3, 8, 3, device=device)
+    ours = layers.Conv2d.from_native(native)
+
+    def make_input():
+        return torch.randn(2, 3, 8, 8, device=device)
+
+    impls = {
+        OURS: module_factory(ours, make_input, grad_forward=True),
+        "torch": module_factory(native, make_input, grad_forward=True),
+    }
+    return Case("small-conv", "b2 3->8 8x8 k3 (1 thread, grad on)", "b2", impls, threads=1)
+
+
 def locally_connected_case(name, series, batch, c_in, c_out, size, kernel, device) -> Case:
     torch.manual_seed(0)
     ours = layers.LocallyConnected2d(c_in, c_out, size, kernel, device=device)
@@ -319,20 +341,22 @@ def allcnnc_cases(
 
 def other_cases(device: torch.device, quick: bool) -> list[Case]:
     """3-d and 4-d engine cases, a Conv3d, and the other layers (smaller with ``quick``)."""
+    full_3d = [  # the 3-d targets, in the quick run too (one case each)
+        *window_cases("3d", "3d", (8, 16, 16, 32, 32), 3, 1, 1, device, transpose=not quick),
+        *window_cases("4d", "4d", (2, 8, 12, 12, 12, 12), 3, 1, 1, device, transpose=not quick),
+        conv_case("3d", "3d", 8, 16, 32, (16, 32, 32), 3, 1, 1, device),
+        small_conv_case(device),
+    ]
     if quick:
         return [
-            *window_cases("3d", "3d", (2, 4, 8, 8, 8), 3, 1, 1, device),
-            *window_cases("4d", "4d", (1, 2, 4, 4, 4, 4), 3, 1, 1, device),
-            conv_case("3d", "3d", 2, 4, 8, (8, 8, 8), 3, 1, 1, device),
+            *full_3d,
             locally_connected_case("conv7", "b2", 2, 192, 192, 8, 3, device),
             conv_transpose2d_case("up2x", "b2", 2, 32, 16, 8, 4, 2, 1, device),
             patch_embed_case("vit", "b2", 2, (32, 32), (16, 16), 16, device),
             patch_embed_case("tubelet", "b1", 1, (4, 32, 32), (2, 16, 16), 16, device),
         ]
     return [
-        *window_cases("3d", "3d", (8, 16, 16, 32, 32), 3, 1, 1, device),
-        *window_cases("4d", "4d", (2, 8, 12, 12, 12, 12), 3, 1, 1, device),
-        conv_case("3d", "3d", 8, 16, 32, (16, 32, 32), 3, 1, 1, device),
+        *full_3d,
         locally_connected_case("conv7", "b32", 32, 192, 192, 8, 3, device),
         conv_transpose2d_case("up2x", "b32", 32, 192, 96, 8, 4, 2, 1, device),
         conv_transpose2d_case("same", "b32", 32, 96, 96, 16, 3, 1, 1, device),

@@ -87,24 +87,37 @@ def peak_memory_mib(thunk: Thunk, device: torch.device) -> float:
 def run_case(
     case: Case, device: torch.device, min_run_time: float, num_threads: int, memory: bool
 ) -> list[Row]:
-    """Time (and with ``memory``, measure) every implementation of ``case`` in both modes."""
+    """Time (and with ``memory``, measure) every implementation of ``case`` in both modes, on
+    ``case.threads`` threads where the case sets them, else ``num_threads``."""
+    num_threads = case.threads or num_threads
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads)  # the warm-up and memory runs too, not only the timer
+    try:
+        return [
+            row
+            for mode in MODES
+            for row in _run_mode(case, mode, device, min_run_time, num_threads, memory)
+        ]
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_mode(
+    case: Case, mode: str, device: torch.device, min_run_time: float, num_threads: int, memory: bool
+) -> list[Row]:
+    """Every implementation of ``case`` in one mode."""
+    bytes_moved = None if case.bytes_moved is None else case.bytes_moved * (1 + MODES.index(mode))
     rows = []
-    for mode in MODES:
-        bytes_moved = (
-            None if case.bytes_moved is None else case.bytes_moved * (1 + MODES.index(mode))
-        )
-        for impl, factory in case.impls.items():
-            thunk = factory(mode)
-            thunk()  # warm-up (allocator, lazy init, cuDNN's algorithm search)
+    for impl, factory in case.impls.items():
+        thunk = factory(mode)
+        thunk()  # warm-up (allocator, lazy init, cuDNN's algorithm search)
+        synchronize(device)
+
+        def synced(thunk=thunk):
+            thunk()
             synchronize(device)
 
-            def synced(thunk=thunk):
-                thunk()
-                synchronize(device)
-
-            elapsed = time_ms(synced, min_run_time, num_threads)
-            peak = peak_memory_mib(thunk, device) if memory else math.nan
-            rows.append(
-                Row(case.group, case.series, case.name, mode, impl, elapsed, peak, bytes_moved)
-            )
+        elapsed = time_ms(synced, min_run_time, num_threads)
+        peak = peak_memory_mib(thunk, device) if memory else math.nan
+        rows.append(Row(case.group, case.series, case.name, mode, impl, elapsed, peak, bytes_moved))
     return rows
