@@ -388,15 +388,19 @@ def conv_chunks(
     samples_last = prefers_samples_last(out_size, columns_numel(plan[0], rows) if plan else 0)
     if len(plan) == 1 and not samples_last and groups == 1:  # the fewest calls: small batches
         columns = gather(input, geometry)  # (N, C*K, L)
+        # the output is allocated in its returned shape and written through a view: a view
+        # output of a custom Function forbids in-place ops such as nn.ReLU(inplace=True)
+        output = input.new_empty((n, c_out, *out_size))
+        flat = output.view(n, c_out, num_blocks)  # (N, C_out, L)
         if bias is None:
-            output = torch.matmul(kernels[0], columns)  # (N, C_out, L)
+            torch.matmul(kernels[0], columns, out=flat)
         else:  # the bias added by the GEMM itself
-            output = torch.baddbmm(bias.view(1, c_out, 1), kernels.expand(n, -1, -1), columns)
-        output = output.view(n, c_out, *out_size)
+            torch.baddbmm(bias.view(1, c_out, 1), kernels.expand(n, -1, -1), columns, out=flat)
         if not keep_columns:
             return output
         return output, columns if columns_worth_keeping(input, columns) else None
-    output = input.new_empty((n, c_out, num_blocks))
+    returned = input.new_empty((n, c_out, *out_size))  # returned as it is (see above)
+    output = returned.view(n, c_out, num_blocks)
     products = None
     if samples_last:
         products = input.new_empty(max((columns_numel(c, c_out) for c in plan), default=0))
@@ -426,11 +430,10 @@ def conv_chunks(
             output[chunk.samples, :, chunk.positions] = product.view(size, c_out, length)
     if bias is not None:
         output.add_(bias.view(1, c_out, 1))
-    output = output.view(n, c_out, *out_size)
     if not keep_columns:
-        return output
+        return returned
     keep = len(plan) == 1 and columns_worth_keeping(input, columns)
-    return output, columns if keep else None
+    return returned, columns if keep else None
 
 
 #: Whether :class:`ChunkedConv`'s backward folds through the compiled CPU fold where it would
@@ -653,7 +656,8 @@ def locally_connected_chunks(
     rows = channels * geometry.kernel_numel  # C*K
     # (L, g, C_out/g, C/g*K) -> (L, g, C/g*K, C_out/g)
     kernels = weight.reshape(num_blocks, groups, c_out // groups, -1).transpose(2, 3)
-    output = input.new_empty((n, c_out, num_blocks))
+    returned = input.new_empty((n, c_out, *out_size))  # returned as it is: no view output
+    output = returned.view(n, c_out, num_blocks)
     by_position = None
     for chunk, columns in column_chunks(input, geometry, budget):
         size, length = columns.shape[0], columns.shape[2]
@@ -666,10 +670,9 @@ def locally_connected_chunks(
         output[chunk.samples, :, chunk.positions].view(size, groups, c_out // groups, length).copy_(
             result.view(length, groups, size, c_out // groups).permute(2, 1, 3, 0)
         )
-    output = output.view(n, c_out, *out_size)
     if bias is not None:
-        output.add_(bias)  # bias (C_out, *out) broadcasts over N
-    return output
+        returned.add_(bias)  # bias (C_out, *out) broadcasts over N
+    return returned
 
 
 class ChunkedLocallyConnected(torch.autograd.Function):

@@ -94,12 +94,14 @@ def fold(columns: torch.Tensor, input_size: Sequence[int], geometry: Geometry) -
     c = columns.shape[1] // geometry.kernel_numel
     rows = n * c
     source = columns.detach().reshape(rows, geometry.kernel_numel * columns.shape[2]).contiguous()
-    output = torch.empty((rows, math.prod(input_size)), dtype=columns.dtype)
+    # allocated in the returned shape (a view output of a custom Function forbids in-place ops)
+    output = torch.empty((n, c, *input_size), dtype=columns.dtype)
     if output.numel():
         blocks, step = _blocks(input_size, geometry)
-        kernel, src, dst = _kernel(), source.numpy(), output.numpy()
+        dst = output.view(rows, math.prod(input_size)).numpy()
+        kernel, src = _kernel(), source.numpy()
         run_rows(lambda r0, r1: kernel(src, blocks, step, dst, r0, r1), rows, source.numel())
-    return output.view(n, c, *input_size)
+    return output
 
 
 def _fold_rows(cols, blocks, step, out, r0, r1):  # pragma: no cover (compiled by numba)

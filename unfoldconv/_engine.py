@@ -107,9 +107,12 @@ def gather(
     n, c, *input_size = input.shape
     out_size = geometry.output_size(input_size)
     shape = (n, c, *geometry.kernel_size, *out_size)
-    columns = input.new_empty(shape) if out is None else out.view(shape)
-    _copy_windows(columns, window_view(input, geometry), geometry)
-    return columns.view(n, c * geometry.kernel_numel, math.prod(out_size))
+    flat_shape = (n, c * geometry.kernel_numel, math.prod(out_size))
+    # a fresh result is allocated in its returned shape, not returned as a view: autograd
+    # forbids in-place ops (nn.ReLU(inplace=True)) on a custom Function's view outputs
+    columns = input.new_empty(flat_shape) if out is None else out.view(flat_shape)
+    _copy_windows(columns.view(shape), window_view(input, geometry), geometry)
+    return columns
 
 
 def _offset_slices(
@@ -258,9 +261,15 @@ def apply_function(function: type[torch.autograd.Function], *args):
 
 
 def im2col(input: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Differentiable ``gather``: :class:`Im2Col`, or its jvp-free twin while Dynamo traces."""
+    """Differentiable ``gather``: :class:`Im2Col`; while Dynamo traces, ``gather`` itself.
+
+    Under ``torch.compile`` the torch route's gather is views and one copy, which autograd
+    differentiates on its own: the backward graph gets torch's ``unfold_backward`` instead of
+    the K slice-adds of our fold, and compiles in about half the time (the README's small
+    model: 2.1-3.1x the native model's compile time before, about 1.6x after).
+    """
     if torch.compiler.is_compiling():
-        return _TracedIm2Col.apply(input, geometry)
+        return gather(input, geometry)
     return apply_function(Im2Col, input, geometry)
 
 
@@ -349,10 +358,7 @@ class Col2Im(torch.autograd.Function):
 
 
 # Dynamo cannot trace an autograd.Function with a custom jvp (it graph-breaks, so
-# ``fullgraph=True`` fails): while it traces, the twins below without one run instead.
-class _TracedIm2Col(Im2Col):
-    jvp = torch.autograd.Function.jvp
-
-
+# ``fullgraph=True`` fails): while it traces, the twin below without one runs instead (unfold
+# needs none: under Dynamo it is plain ``gather``, see :func:`im2col`).
 class _TracedCol2Im(Col2Im):
     jvp = torch.autograd.Function.jvp

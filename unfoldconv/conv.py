@@ -106,6 +106,9 @@ def conv_batch(
     """Convolution of a checked batch ``(N, C, *spatial)``; picks the cheapest engine route.
 
     - windows that tile the input (1x1 kernel, ViT patches): a rearrange and one GEMM.
+    - CUDA tensors (and CPU ones with the ``"triton"`` backend under the interpreter): the
+      implicit-GEMM Triton convolution (:func:`unfoldconv.kernels.conv`), unless the conv route
+      is ``"unfold"`` (``UNFOLDCONV_CONV_ROUTE`` / ``conv_route``).
     - for an empty batch, under ``torch.compile`` (the compiler plans memory itself) or inside
       ``torch.func`` transforms: whole-batch unfold + matmul
       (:func:`~unfoldconv._chunked.takes_whole_batch`).
