@@ -28,6 +28,7 @@ PUBLIC_MODULES = ("unfoldconv", "unfoldconv.layers", "unfoldconv.compat", "unfol
 
 #: README tables shown in the docs: name -> the table's header row in README.md
 README_TABLES = {
+    "allcnnc": "| variant | time_per_epoch_s |",
     "backends": "| backend | runs |",
     "vit_stems": "| stem | time/epoch (s) |",
     "curvature_cost": "| op (series) | compared with |",
