@@ -47,6 +47,7 @@ def known_groups() -> list[str]:
     group, so a group added in :mod:`benchmarking.cases` is listed without an edit here."""
     device = torch.device("cpu")
     cases = allcnnc_cases(device, [1], ALLCNNC_LAYERS[:1]) + other_cases(device, quick=True)
+    cases += curvature_cases(device, [1], ALLCNNC_LAYERS[:1], quick=True)
     return sorted({case.group for case in cases})
 
 
