@@ -33,6 +33,12 @@ Double backward, one rule for both: when backward itself must be differentiable
 gradients are those of the *plain* form (whole-batch :class:`~unfoldconv._engine.Im2Col` +
 matmul, every op differentiable), taken with ``torch.autograd.grad`` (see
 :func:`differentiable_gradients`); the bias gradient is a sum in both cases.
+
+**Precision.** On CUDA the convolution GEMMs follow the project's one policy for convolutions,
+``torch.backends.cudnn.allow_tf32`` (:func:`unfoldconv.kernels.conv_tf32`), as cuDNN does, not
+``torch.backends.cuda.matmul.allow_tf32``: :func:`conv_precision` wraps the chunked forward and
+backward, and the forward of the plain form. (Backward through autograd's own matmul rules, the
+plain form under ``torch.func`` / ``torch.compile`` / double backward, follows the matmul flag.)
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from unfoldconv._engine import (
     scatter_samples_last,
 )
 from unfoldconv._geometry import Geometry
+from unfoldconv.kernels import conv_matmul_precision
 from unfoldconv.memory import default_workspace_bytes
 
 
@@ -283,6 +290,22 @@ def differentiable_gradients(
     return tuple(next(grads) if need else None for need in needs)
 
 
+def conv_precision(function: Callable) -> Callable:
+    """Decorator: run a conv routine whose first argument is the input under
+    :func:`~unfoldconv.kernels.conv_matmul_precision` when that input is a CUDA tensor (a plain
+    call on the CPU, where nothing changes: no context manager on the hot path)."""
+
+    @functools.wraps(function)
+    def wrapped(input: torch.Tensor, *args, **kwargs):
+        if not input.is_cuda:
+            return function(input, *args, **kwargs)
+        with conv_matmul_precision(input):
+            return function(input, *args, **kwargs)
+
+    return wrapped
+
+
+@conv_precision
 def plain_conv(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -358,6 +381,7 @@ def _transpose_into(target: torch.Tensor, source: torch.Tensor) -> None:
     target.copy_(source.t())
 
 
+@conv_precision
 def conv_chunks(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -516,6 +540,7 @@ class ChunkedConv(torch.autograd.Function):
         return grad_input, grad_weight, grad_bias, None, None, None
 
 
+@conv_precision
 def conv_backward_chunks(
     input: torch.Tensor,
     weight: torch.Tensor,

@@ -28,6 +28,7 @@ from unfoldconv._autocast import follows_autocast
 from unfoldconv._chunked import (
     ChunkedConv,
     conv_chunks,
+    conv_precision,
     needs_autograd,
     plain_conv,
     takes_whole_batch,
@@ -47,6 +48,7 @@ def conv_dim(
     return d
 
 
+@conv_precision
 def _non_overlapping_conv(
     input: torch.Tensor,
     weight: torch.Tensor,

@@ -24,6 +24,7 @@ from unfoldconv._args import (
     transposed_arguments,
 )
 from unfoldconv._autocast import follows_autocast
+from unfoldconv._chunked import conv_precision
 from unfoldconv._engine import col2im
 from unfoldconv._geometry import Geometry
 from unfoldconv.unfold_transpose import unfold_transpose
@@ -54,6 +55,7 @@ def transpose_dim(
     return d
 
 
+@conv_precision
 def _fold_route(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -77,6 +79,7 @@ def _fold_route(
     return col2im(columns, out_size, geometry)
 
 
+@conv_precision
 def _unfold_route(
     input: torch.Tensor,
     weight: torch.Tensor,
