@@ -157,12 +157,17 @@ BUDGETS = [("one-chunk", 2**30), ("sample-chunks", 1), ("slabs", 64)]
 LAYOUTS = [("sample-major", 0), ("samples-last", 10**9)]
 
 
+@pytest.mark.parametrize("transposed_from", [1, 10**9], ids=["wgrad-transposed", "wgrad-plain"])
 @pytest.mark.parametrize("threshold", [row[1] for row in LAYOUTS], ids=[r[0] for r in LAYOUTS])
 @pytest.mark.parametrize("budget", [row[1] for row in BUDGETS], ids=[row[0] for row in BUDGETS])
 @pytest.mark.parametrize("case", SLAB_CASES.values(), ids=SLAB_CASES.keys())
-def test_conv_layouts_and_budgets_match_torch(monkeypatch, case, budget, threshold):
-    """Both column layouts of ChunkedConv, with and without kept forward columns."""
+def test_conv_layouts_and_budgets_match_torch(
+    monkeypatch, case, budget, threshold, transposed_from
+):
+    """Both column layouts of ChunkedConv, with and without kept forward columns, the weight
+    gradient accumulated either way round (weight_gradient_transposed)."""
     monkeypatch.setattr(_chunked, "SAMPLES_LAST_POSITIONS", threshold)
+    monkeypatch.setattr(_chunked, "WEIGHT_GRADIENT_TRANSPOSED_FROM", transposed_from)
     monkeypatch.setattr(_chunked, "SMALL_COLUMNS", 0)  # the tiny test shapes take it too
     d = len(case["size"])
     groups = case["groups"]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import unfoldconv
 from tests.helpers import params
-from unfoldconv import _chunked, _cpu_fold, layers
+from unfoldconv import _chunked, _cpu_fold, _work_sharing, layers
 from unfoldconv._engine import scatter
 from unfoldconv._geometry import Geometry
 
@@ -92,7 +92,7 @@ def test_non_contiguous_columns(n, c, size, kernel, dilation, padding, stride, f
 
 @pytest.mark.parametrize("threshold", [1, 1 << 40], ids=["shared-by-threads", "serial"])
 def test_thread_sharing_and_serial_paths(monkeypatch, threshold):
-    monkeypatch.setattr(_cpu_fold, "SERIAL_BELOW", threshold)
+    monkeypatch.setattr(_work_sharing, "SERIAL_BELOW", threshold)
     threads = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
@@ -108,9 +108,10 @@ def test_thread_sharing_and_serial_paths(monkeypatch, threshold):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 5])
 @pytest.mark.parametrize("rows", [1, 2, 7, 48, 1000])
-def test_run_rows_covers_each_row_once(monkeypatch, rows):
-    monkeypatch.setattr(_cpu_fold, "SERIAL_BELOW", 1)
+def test_run_rows_covers_each_row_once(monkeypatch, rows, chunk):
+    monkeypatch.setattr(_work_sharing, "SERIAL_BELOW", 1)
     threads = torch.get_num_threads()
     torch.set_num_threads(3)
     seen, lock = [], threading.Lock()
@@ -120,14 +121,14 @@ def test_run_rows_covers_each_row_once(monkeypatch, rows):
             seen.extend(range(r0, r1))
 
     try:
-        _cpu_fold.run_rows(body, rows, work=10**9)
+        _work_sharing.run_rows(body, rows, work=10**9, chunk=chunk)
     finally:
         torch.set_num_threads(threads)
     assert sorted(seen) == list(range(rows))
 
 
 def test_run_rows_raises_the_error_of_a_pool_thread(monkeypatch):
-    monkeypatch.setattr(_cpu_fold, "SERIAL_BELOW", 1)
+    monkeypatch.setattr(_work_sharing, "SERIAL_BELOW", 1)
     monkeypatch.setattr(threading.current_thread(), "name", "caller")
 
     def body(r0, r1):
@@ -139,7 +140,7 @@ def test_run_rows_raises_the_error_of_a_pool_thread(monkeypatch):
     torch.set_num_threads(2)
     try:
         with pytest.raises(ValueError, match="rows"):
-            _cpu_fold.run_rows(body, 64, work=10**9)
+            _work_sharing.run_rows(body, 64, work=10**9)
     finally:
         torch.set_num_threads(threads)
 

@@ -4,10 +4,9 @@ Why: the torch route of ``scatter`` is K separate ``add_`` calls, each one OpenM
 region with a static split of the work. When another process shares the cores, every region
 waits at its end for a thread the OS has descheduled, K times per fold: measured 2.5-3.5x
 ``F.fold`` with one busy process beside it. Here each row (one image, one channel) is folded by
-a serial numba kernel that releases the GIL; the rows are cut into chunks that the calling
-thread and ``torch.get_num_threads() - 1`` pool threads take from a shared counter. A pool
-thread that has not started by the time the caller runs out of chunks is cancelled, so a
-descheduled thread costs at most the one chunk it holds, not a whole pass.
+a serial numba kernel that releases the GIL; the rows are shared out between the calling thread
+and a pool (:func:`unfoldconv._work_sharing.run_rows`), so a descheduled thread costs at most
+the one chunk it holds, not a whole pass.
 
 Each row is zeroed, then each kernel offset's block of columns is added in row-major offset
 order, the order of the torch route: the result is bit-identical to it.
@@ -19,33 +18,22 @@ route runs. Imported on the first fold that takes this route, not with the packa
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import itertools
 import math
-import os
-import threading
 from collections.abc import Callable, Sequence
 
 import torch
 
 from unfoldconv._backend import _functorch_wrapped, current_backend
 from unfoldconv._geometry import Geometry
+from unfoldconv._work_sharing import run_rows
 
 #: the dtypes the kernel is compiled for (numba has no float16/bfloat16/complex32; bool's ``+``
 #: is not torch's logical or)
 DTYPES = frozenset(
     {torch.float32, torch.float64, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
 )
-
-#: Below this many column elements one thread folds everything: handing work to the pool costs
-#: tens of microseconds, which only pays off above ~64k elements (a 256 KiB float32 fold).
-SERIAL_BELOW = 1 << 16
-
-#: Chunks per thread: enough that a thread the OS deschedules holds up at most ~1/8 of its
-#: share (the others take the rest of the counter), few enough that taking a chunk (a Python
-#: call into the kernel, a few microseconds) stays negligible.
-CHUNKS_PER_THREAD = 8
 
 #: The kernel pays off where the torch route is weakest: strided folds (each ``add_`` writes a
 #: strided slice) and small images (each ``add_`` has little work for its parallel region), with
@@ -203,54 +191,3 @@ def _blocks(input_size: tuple[int, ...], geometry: Geometry):
                 dst += x * x_stride
             rows.append((src, dst, n_last, count, src_step, dst_step))
     return np.asarray(rows, dtype=np.int64).reshape(-1, 6), int(geometry.stride[-1])
-
-
-_pool_lock = threading.Lock()
-_pool: dict[str, object] = {"executor": None, "workers": 0}
-
-
-def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
-    """The shared pool of ``workers`` threads (rebuilt when ``torch.get_num_threads()`` changes)."""
-    with _pool_lock:
-        if _pool["executor"] is None or _pool["workers"] != workers:
-            if _pool["executor"] is not None:
-                _pool["executor"].shutdown(wait=False)  # its queued tasks still run
-            _pool["executor"] = concurrent.futures.ThreadPoolExecutor(
-                workers, thread_name_prefix="unfoldconv-fold"
-            )
-            _pool["workers"] = workers
-        return _pool["executor"]
-
-
-def _forget_pool_after_fork() -> None:
-    # a forked child (a DataLoader worker) has none of the parent's threads
-    _pool["executor"], _pool["workers"] = None, 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_after_fork)
-
-
-def run_rows(body: Callable[[int, int], None], rows: int, work: int) -> None:
-    """Call ``body(r0, r1)`` over ``range(rows)``: serially under :data:`SERIAL_BELOW`
-    elements of ``work``, else in chunks shared by the caller and the pool threads."""
-    threads = torch.get_num_threads()
-    if threads <= 1 or rows < 2 or work < SERIAL_BELOW:
-        body(0, rows)
-        return
-    chunk = max(1, rows // (threads * CHUNKS_PER_THREAD))
-    counter = itertools.count()  # next() is atomic under the GIL
-
-    def take_chunks() -> None:
-        while True:
-            r0 = next(counter) * chunk
-            if r0 >= rows:
-                return
-            body(r0, min(rows, r0 + chunk))
-
-    pool = _executor(threads - 1)
-    futures = [pool.submit(take_chunks) for _ in range(threads - 1)]
-    take_chunks()
-    for future in futures:
-        if not future.cancel():  # started: wait for its chunk in flight (and its errors)
-            future.result()
