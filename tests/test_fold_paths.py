@@ -113,3 +113,31 @@ def test_samples_last_fold_is_the_fold_moved(fold_path, seed):
     folded = scatter_samples_last(moved, size, geometry)  # (C, *size, N)
     expected = fold_loop(columns, size, geometry)
     assert torch.equal(folded.permute(-1, *range(folded.dim() - 1)), expected)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "grad"])
+def test_shared_fold_runs_in_the_callers_grad_mode(monkeypatch, mode):
+    """Pool threads start with grad mode on: views made under no_grad or inference tensors
+    must still be added into (the conv backward folds under no_grad)."""
+    monkeypatch.setattr(_work_sharing, "SERIAL_BELOW", 1)
+    monkeypatch.setattr(_engine, "TORCH_GRAIN_SIZE", 1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)
+    geometry = make_geometry(2, (3, 3), 1, 1, 2)
+    columns = torch.randn(4, 5 * 9, 16, requires_grad=mode == "grad")
+    try:
+        context = {
+            "no_grad": torch.no_grad,
+            "inference_mode": torch.inference_mode,
+            "grad": torch.enable_grad,
+        }[mode]
+        with context():
+            target = torch.zeros(4, 5, 8, 8)[:, :, :7, :7]
+            scatter(columns, (7, 7), geometry, compiled=False, out=target)
+            folded = scatter(columns, (7, 7), geometry, compiled=False)
+    finally:
+        torch.set_num_threads(previous)
+    expected = fold_loop(columns.detach(), (7, 7), geometry)
+    assert torch.equal(target, expected)
+    assert torch.equal(folded.detach(), expected)
+    assert folded.requires_grad == (mode == "grad")

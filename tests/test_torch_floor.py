@@ -24,6 +24,7 @@ SOURCES = ["unfoldconv", "experiments", "tests"]
 REVIEWED = frozenset(
     """
     torch.baddbmm torch.enable_grad torch.func.vjp torch.mm torch.relu_
+    torch.inference_mode torch.is_inference_mode_enabled torch.set_grad_enabled
     torch.utils._python_dispatch.TorchDispatchMode
     torch._dynamo.testing.CompileCounterWithBackend torch.distributed.all_reduce
     torch.distributed.destroy_process_group torch.distributed.init_process_group

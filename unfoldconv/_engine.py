@@ -34,7 +34,7 @@ import torch
 from unfoldconv import _cpu_fold, kernels
 from unfoldconv._backend import _functorch_wrapped, use_triton
 from unfoldconv._geometry import Geometry
-from unfoldconv._work_sharing import run_rows
+from unfoldconv._work_sharing import in_callers_mode, run_rows
 
 
 def padded_shape(spatial: Sequence[int], geometry: Geometry) -> tuple[int, ...]:
@@ -224,13 +224,19 @@ def _add_offsets(
 
     rows = output.shape[0]
     per_row = output.numel() // max(1, rows)  # the largest offset's elements in one row
-    if output.device.type != "cpu" or rows * per_row > SHARED_FOLD_MAX:
-        add_rows(0, rows)  # K ops over every row: K parallel regions of ample work each
+    if (
+        output.device.type != "cpu"
+        or rows * per_row > SHARED_FOLD_MAX
+        or (torch.is_grad_enabled() and (output.requires_grad or blocks.requires_grad))
+    ):
+        # K ops over every row: K parallel regions of ample work each (and autograd records
+        # them in this thread alone when it must)
+        add_rows(0, rows)
         return
     # chunks of rows whose ops stay under torch's grain size (serial, no parallel region),
     # shared between this thread and the pool (unfoldconv._work_sharing)
     chunk = max(1, TORCH_GRAIN_SIZE // max(1, per_row))
-    run_rows(add_rows, rows, blocks.numel(), chunk=chunk)
+    run_rows(in_callers_mode(add_rows), rows, blocks.numel(), chunk=chunk)
 
 
 #: torch's ``at::internal::GRAIN_SIZE``: element-wise ops on fewer elements run serially.

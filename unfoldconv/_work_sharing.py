@@ -94,3 +94,16 @@ def run_rows(
     for future in futures:
         if not future.cancel():  # started: wait for its chunk in flight (and its errors)
             future.result()
+
+
+def in_callers_mode(body: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """``body`` run under the calling thread's grad and inference modes, which are thread-local
+    in torch: a pool thread starts with grad mode on and outside inference mode, where in-place
+    ops on the caller's views (made under ``no_grad``) or inference tensors raise."""
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def wrapped(r0: int, r1: int) -> None:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            body(r0, r1)
+
+    return wrapped
