@@ -43,6 +43,7 @@ plain form under ``torch.func`` / ``torch.compile`` / double backward, follows t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +59,7 @@ from unfoldconv._engine import (
     scatter_samples_last,
 )
 from unfoldconv._geometry import Geometry
+from unfoldconv._workspace_pool import pooled
 from unfoldconv.kernels import conv_matmul_precision
 from unfoldconv.memory import default_workspace_bytes
 
@@ -251,15 +253,19 @@ def column_chunks(
         yield plan[0], gather_chunk(input, geometry, plan[0], samples_last=samples_last)
         return
     rows = channels * geometry.kernel_numel
-    workspace = new_workspace(input, plan, rows)
-    for chunk in plan:
-        out = workspace[: columns_numel(chunk, rows)]
-        yield chunk, gather_chunk(input, geometry, chunk, out=out, samples_last=samples_last)
+    with new_workspace(input, plan, rows) as workspace:
+        for chunk in plan:
+            out = workspace[: columns_numel(chunk, rows)]
+            yield chunk, gather_chunk(input, geometry, chunk, out=out, samples_last=samples_last)
 
 
-def new_workspace(like: torch.Tensor, plan: Sequence[Chunk], rows: int) -> torch.Tensor:
-    """An empty 1-d buffer large enough for the columns of every chunk of ``plan``."""
-    return like.new_empty(max((columns_numel(chunk, rows) for chunk in plan), default=0))
+def new_workspace(
+    like: torch.Tensor, plan: Sequence[Chunk], rows: int
+) -> contextlib.AbstractContextManager[torch.Tensor]:
+    """Context manager: an uninitialised 1-d buffer large enough for the columns of every chunk
+    of ``plan``, held for the block (reused from call to call on the CPU:
+    :mod:`unfoldconv._workspace_pool`)."""
+    return pooled(like, max((columns_numel(chunk, rows) for chunk in plan), default=0))
 
 
 def batch_chunks(batch: int, chunk: int) -> Iterator[tuple[int, int]]:
@@ -423,9 +429,25 @@ def conv_chunks(
         return output, columns if columns_worth_keeping(input, columns) else None
     returned = input.new_empty((n, c_out, *out_size))  # returned as it is (see above)
     output = returned.view(n, c_out, num_blocks)
-    products = None
-    if samples_last:
-        products = input.new_empty(max((columns_numel(c, c_out) for c in plan), default=0))
+    with contextlib.ExitStack() as stack:
+        products = None
+        if samples_last:
+            products = stack.enter_context(new_workspace(input, plan, c_out))
+        columns = _conv_chunks_loop(
+            input, geometry, plan, samples_last, groups, kernels, rows, output, products
+        )
+    if bias is not None:
+        output.add_(bias.view(1, c_out, 1))
+    if not keep_columns:
+        return returned
+    keep = len(plan) == 1 and columns_worth_keeping(input, columns)
+    return returned, columns if keep else None
+
+
+def _conv_chunks_loop(input, geometry, plan, samples_last, groups, kernels, rows, output, products):
+    """The chunk loop of :func:`conv_chunks` into ``output (N, C_out, L)``; returns the last
+    chunk's columns."""
+    c_out = output.shape[1]
     columns = None
     for chunk, columns in column_chunks(input, geometry, plan=plan, samples_last=samples_last):
         if samples_last:
@@ -450,12 +472,7 @@ def conv_chunks(
         else:  # a slab of positions: a strided target, written by a copy
             product = torch.matmul(kernels, columns)  # (1, g, C_out/g, l)
             output[chunk.samples, :, chunk.positions] = product.view(size, c_out, length)
-    if bias is not None:
-        output.add_(bias.view(1, c_out, 1))
-    if not keep_columns:
-        return returned
-    keep = len(plan) == 1 and columns_worth_keeping(input, columns)
-    return returned, columns if keep else None
+    return columns
 
 
 #: Whether :class:`ChunkedConv`'s backward folds through the compiled CPU fold where it would
@@ -557,21 +574,49 @@ def conv_backward_chunks(
     layout is the forward's (:func:`prefers_samples_last`): samples-last, where the output
     gradient is transposed once per chunk to match, or sample-major, where the columns are.
     """
-    need_input, need_weight = needs
+    need_input = needs[0]
     n, channels = input.shape[:2]
     c_out = weight.shape[0]
-    num_blocks = math.prod(grad_output.shape[2:])
     rows = channels * geometry.kernel_numel
-    kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
     plan = plan_chunks(
         n, channels, input.shape[2:], geometry, input.element_size(), budget, input.device
     )
     samples_last = prefers_samples_last(
         grad_output.shape[2:], columns_numel(plan[0], rows) if plan else 0
     )
-    workspace = new_workspace(input, plan, rows) if need_input or kept is None else None
-    # samples-last: the output gradient's chunk (C_out, l, n); else the columns by row
-    spare = new_workspace(grad_output, plan, c_out if samples_last else rows)
+    with contextlib.ExitStack() as stack:
+        workspace = None
+        if need_input or kept is None:
+            workspace = stack.enter_context(new_workspace(input, plan, rows))
+        # samples-last: the output gradient's chunk (C_out, l, n); else the columns by row
+        spare = stack.enter_context(
+            new_workspace(grad_output, plan, c_out if samples_last else rows)
+        )
+        return _conv_backward_loop(
+            input,
+            weight,
+            grad_output,
+            geometry,
+            groups,
+            plan,
+            samples_last,
+            kept,
+            needs,
+            workspace,
+            spare,
+        )
+
+
+def _conv_backward_loop(
+    input, weight, grad_output, geometry, groups, plan, samples_last, kept, needs, workspace, spare
+):
+    """The chunk loop of :func:`conv_backward_chunks`, with its two workspaces."""
+    need_input, need_weight = needs
+    n, channels = input.shape[:2]
+    c_out = weight.shape[0]
+    num_blocks = math.prod(grad_output.shape[2:])
+    rows = channels * geometry.kernel_numel
+    kernels = weight.reshape(groups, c_out // groups, -1)  # (g, C_out/g, C/g*K)
     grad_input = None
     if need_input:  # slabs add into overlapping rows: they need a zero start
         grad_input = (
@@ -757,52 +802,73 @@ class ChunkedLocallyConnected(torch.autograd.Function):
                 plain, input, weight, grad_output, (need_input, need_weight)
             )
             return grad_input, grad_weight, grad_bias, None, None, None
-        d = geometry.dim
         n, channels = input.shape[:2]
-        num_blocks = math.prod(weight.shape[:d])
-        c_out = weight.shape[d]
         rows = channels * geometry.kernel_numel
-        # (L, g, C_out/g, C/g*K): a slab of positions is a slice of the first axis
-        kernels = weight.reshape(num_blocks, groups, c_out // groups, -1)
         plan = plan_chunks(
             n, channels, input.shape[2:], geometry, input.element_size(), ctx.budget, input.device
         )
-        gathered = new_workspace(input, plan, rows)
-        by_position = torch.empty_like(gathered)
-        grad_weight = weight.new_zeros(kernels.shape) if need_weight else None
-        grad_input = None
-        if need_input:  # slabs add into overlapping rows: they need a zero start
-            grad_input = (
-                input.new_zeros(input.shape) if has_slabs(plan) else input.new_empty(input.shape)
+        with (
+            new_workspace(input, plan, rows) as gathered,
+            new_workspace(input, plan, rows) as by_position,
+        ):
+            return _locally_connected_backward_loop(
+                input,
+                weight,
+                grad_output,
+                geometry,
+                groups,
+                plan,
+                gathered,
+                by_position,
+                (need_input, need_weight),
+                grad_bias,
             )
-        go = grad_output.reshape(n, groups, c_out // groups, num_blocks)
-        for chunk in plan:
-            size = chunk.samples.stop - chunk.samples.start
-            length = chunk.positions.stop - chunk.positions.start
-            buffer = gathered[: columns_numel(chunk, rows)]
-            # (n, g, C_out/g, l) -> (l*g, n, C_out/g)
-            # contiguous: bmm on matrices that are neither row- nor column-major is slow
-            go_chunk = go[chunk.samples, :, :, chunk.positions].permute(3, 1, 0, 2).contiguous()
-            go_chunk = go_chunk.view(-1, size, c_out // groups)
-            if need_weight:
-                columns = gather_chunk(input, geometry, chunk, out=buffer)
-                columns = _position_major(columns, groups, by_position)  # (l*g, n, C/g*K)
-                # (l*g, C_out/g, n) @ (l*g, n, C/g*K) summed into (l*g, C_out/g, C/g*K)
-                grad_weight[chunk.positions].view(length * groups, c_out // groups, -1).baddbmm_(
-                    go_chunk.transpose(1, 2), columns
-                )
-            if need_input:
-                chunk_kernels = kernels[chunk.positions].reshape(
-                    length * groups, c_out // groups, -1
-                )
-                grad_columns = torch.bmm(go_chunk, chunk_kernels)  # (l*g, n, C/g*K)
-                # (l, g, n, C/g*K) -> (n, g, C/g*K, l)
-                target = buffer.view(size, groups, rows // groups, length)
-                target.copy_(grad_columns.view(length, groups, size, -1).permute(2, 1, 3, 0))
-                scatter_chunk(target.view(size, rows, length), geometry, chunk, grad_input)
+
+
+def _locally_connected_backward_loop(
+    input, weight, grad_output, geometry, groups, plan, gathered, by_position, needs, grad_bias
+):
+    """The chunk loop of :class:`ChunkedLocallyConnected`'s backward, with its workspaces."""
+    need_input, need_weight = needs
+    d = geometry.dim
+    n, channels = input.shape[:2]
+    num_blocks = math.prod(weight.shape[:d])
+    c_out = weight.shape[d]
+    rows = channels * geometry.kernel_numel
+    # (L, g, C_out/g, C/g*K): a slab of positions is a slice of the first axis
+    kernels = weight.reshape(num_blocks, groups, c_out // groups, -1)
+    grad_weight = weight.new_zeros(kernels.shape) if need_weight else None
+    grad_input = None
+    if need_input:  # slabs add into overlapping rows: they need a zero start
+        grad_input = (
+            input.new_zeros(input.shape) if has_slabs(plan) else input.new_empty(input.shape)
+        )
+    go = grad_output.reshape(n, groups, c_out // groups, num_blocks)
+    for chunk in plan:
+        size = chunk.samples.stop - chunk.samples.start
+        length = chunk.positions.stop - chunk.positions.start
+        buffer = gathered[: columns_numel(chunk, rows)]
+        # (n, g, C_out/g, l) -> (l*g, n, C_out/g)
+        # contiguous: bmm on matrices that are neither row- nor column-major is slow
+        go_chunk = go[chunk.samples, :, :, chunk.positions].permute(3, 1, 0, 2).contiguous()
+        go_chunk = go_chunk.view(-1, size, c_out // groups)
         if need_weight:
-            grad_weight = grad_weight.view(weight.shape)
-        return grad_input, grad_weight, grad_bias, None, None, None
+            columns = gather_chunk(input, geometry, chunk, out=buffer)
+            columns = _position_major(columns, groups, by_position)  # (l*g, n, C/g*K)
+            # (l*g, C_out/g, n) @ (l*g, n, C/g*K) summed into (l*g, C_out/g, C/g*K)
+            grad_weight[chunk.positions].view(length * groups, c_out // groups, -1).baddbmm_(
+                go_chunk.transpose(1, 2), columns
+            )
+        if need_input:
+            chunk_kernels = kernels[chunk.positions].reshape(length * groups, c_out // groups, -1)
+            grad_columns = torch.bmm(go_chunk, chunk_kernels)  # (l*g, n, C/g*K)
+            # (l, g, n, C/g*K) -> (n, g, C/g*K, l)
+            target = buffer.view(size, groups, rows // groups, length)
+            target.copy_(grad_columns.view(length, groups, size, -1).permute(2, 1, 3, 0))
+            scatter_chunk(target.view(size, rows, length), geometry, chunk, grad_input)
+    if need_weight:
+        grad_weight = grad_weight.view(weight.shape)
+    return grad_input, grad_weight, grad_bias, None, None, None
 
 
 def _position_major(columns: torch.Tensor, groups: int, by_position: torch.Tensor) -> torch.Tensor:
