@@ -22,17 +22,27 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @pytest.fixture
-def flags():
-    """Restore both TF32 flags after the test."""
-    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+def cudnn_tf32(request):
+    """``torch.backends.cudnn.allow_tf32`` set to the parameter for the test, the matmul flag to
+    its opposite; both restored after. Through ``cudnn.flags``: tests/helpers.py turns torch's
+    global flag setters off (``disable_global_flags``), and the context manager still works."""
+    cudnn = torch.backends.cudnn
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    with cudnn.flags(
+        enabled=cudnn.enabled,
+        benchmark=cudnn.benchmark,
+        deterministic=cudnn.deterministic,
+        allow_tf32=request.param,
+    ):
+        torch.backends.cuda.matmul.allow_tf32 = not request.param
+        try:
+            yield request.param
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
-@pytest.mark.parametrize("cudnn_tf32", [True, False])
-def test_conv_precision_sets_the_matmul_flag_from_cudnns(flags, cudnn_tf32):
-    torch.backends.cudnn.allow_tf32 = cudnn_tf32
-    torch.backends.cuda.matmul.allow_tf32 = not cudnn_tf32
+@pytest.mark.parametrize("cudnn_tf32", [True, False], indirect=True)
+def test_conv_precision_sets_the_matmul_flag_from_cudnns(cudnn_tf32):
     seen = []
 
     @conv_precision
@@ -62,13 +72,11 @@ def test_every_conv_gemm_site_follows_the_policy():
 
 @needs_cuda
 @pytest.mark.cuda
-@pytest.mark.parametrize("cudnn_tf32", [True, False])
-def test_unfold_route_on_cuda_follows_cudnn_flag(flags, monkeypatch, cudnn_tf32):
+@pytest.mark.parametrize("cudnn_tf32", [True, False], indirect=True)
+def test_unfold_route_on_cuda_follows_cudnn_flag(monkeypatch, cudnn_tf32):
     """With cuDNN's flag off and the matmul flag on, the unfold route is IEEE float32 (close to
     float64); with cuDNN's on and the matmul flag off, it shows TF32's error, as cuDNN does."""
     monkeypatch.setenv("UNFOLDCONV_CONV_ROUTE", "unfold")
-    torch.backends.cudnn.allow_tf32 = cudnn_tf32
-    torch.backends.cuda.matmul.allow_tf32 = not cudnn_tf32
     generator = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(4, 64, 16, 16, device="cuda", generator=generator, requires_grad=True)
     weight = torch.randn(32, 64, 3, 3, device="cuda", generator=generator, requires_grad=True)
