@@ -399,24 +399,60 @@ def run(kernel, grid, device: torch.device, args: tuple, constants: dict, tile: 
 
     ``tile`` (block sizes and launch options) is fixed for the weight gradient; ``None`` means
     autotuned on CUDA (:data:`WINDOW_CONFIGS`). Under the interpreter every kernel runs with
-    :data:`INTERPRETER_TILE`.
+    :data:`INTERPRETER_TILE`. ``grid`` is the plan's :class:`Grid`: the first launch of a plan
+    keeps a :class:`~unfoldconv.kernels._launch.Launcher` on it (for an autotuned kernel, of
+    the config the autotuner chose), which every later launch calls with the tensors alone.
     """
-    if device.type == "cpu":
-        blocks = {name: INTERPRETER_TILE[name] for name in _block_names(kernel)}
-        _launch.launch(kernel, grid(blocks), device, *args, **constants, **blocks, **OPTIONS)
-    elif tile is None and _launch.is_current(device):
-        _autotuned_window_kernel()[grid](*args, **constants, **OPTIONS)
-    elif tile is None:
-        with torch.cuda.device(device):
-            _autotuned_window_kernel()[grid](*args, **constants, **OPTIONS)
-    else:
-        _launch.launch(kernel, grid(tile), device, *args, **constants, **tile, **OPTIONS)
+    num_tensors = _NUM_TENSORS[kernel]
+    launcher = grid.launchers.get(device)
+    if launcher is None:
+        if device.type == "cpu":
+            tile = {name: INTERPRETER_TILE[name] for name in _block_names(kernel)}
+        elif tile is None:  # autotune once, then launch the chosen config directly
+            autotuned = _autotuned_window_kernel()
+            if _launch.is_current(device):
+                autotuned[grid](*args, **constants, **OPTIONS)
+            else:
+                with torch.cuda.device(device):
+                    autotuned[grid](*args, **constants, **OPTIONS)
+            best = getattr(autotuned, "best_config", None)
+            if best is not None:
+                grid.launchers[device] = _launch.Launcher(
+                    kernel,
+                    grid(best.all_kwargs()),
+                    num_tensors,
+                    args[num_tensors:],
+                    {**constants, **best.all_kwargs(), **OPTIONS},
+                )
+            return
+        launcher = grid.launchers[device] = _launch.Launcher(
+            kernel, grid(tile), num_tensors, args[num_tensors:], {**constants, **tile, **OPTIONS}
+        )
+    launcher(*args[:num_tensors])
+
+
+class Grid:
+    """A plan's grid: ``grid(meta)`` is the 3-tuple of programs for the block sizes in ``meta``
+    (also what ``triton.autotune`` calls); ``launchers`` holds the plan's launcher per device."""
+
+    __slots__ = ("launchers", "sizes")
+
+    def __init__(self, sizes):
+        self.sizes = sizes  # meta -> (x, y, z)
+        self.launchers: dict[torch.device, _launch.Launcher] = {}
+
+    def __call__(self, meta) -> tuple[int, int, int]:
+        return self.sizes(meta)
 
 
 def _block_names(kernel) -> tuple[str, ...]:
     if kernel is _weight_grad_kernel:
         return ("BLOCK_R", "BLOCK_N", "BLOCK_M")
     return ("BLOCK_M", "BLOCK_N", "BLOCK_K")
+
+
+# tensor arguments (the leading ones) of each kernel
+_NUM_TENSORS = {_window_conv_kernel: 4, _weight_grad_kernel: 3}
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -463,7 +499,7 @@ def window_conv(
     run(_window_conv_kernel, grid, source.device, tensors + scalars, constants, None)
 
 
-@functools.lru_cache(maxsize=1024)
+@_launch.plan_cache
 def _window_plan(
     source_shape, source_strides, weight_shape, output_shape, output_strides, dtype, device,
     allow_tf32, has_bias, window, source_dilation,
@@ -522,7 +558,7 @@ def _window_plan(
             groups * num_phases,
         )
 
-    return scalars, constants, grid
+    return scalars, constants, Grid(grid)
 
 
 def weight_grad_partials(
@@ -559,7 +595,7 @@ def weight_grad_partials(
     return partials.sum(0)  # a fixed-order reduction over the split axis
 
 
-@functools.lru_cache(maxsize=1024)
+@_launch.plan_cache
 def _weight_grad_plan(
     input_shape, input_strides, grad_shape, grad_strides, groups, dtype, device, allow_tf32,
     window, target_programs,
@@ -621,4 +657,4 @@ def _weight_grad_plan(
     def grid(meta):
         return (tiles, groups * kernel_numel, split)
 
-    return partials_shape, scalars, constants, grid
+    return partials_shape, scalars, constants, Grid(grid)
