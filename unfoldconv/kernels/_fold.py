@@ -181,6 +181,29 @@ def _fold_kernel(
     tl.store(output_ptr + output_offset, acc.to(output_ptr.dtype.element_ty), mask=in_range)
 
 
+def phase_offsets(
+    kernel_size: int, dilation: int, pad_before: int, stride: int, input_dilation: int = 1
+) -> list[list[int]]:
+    """Per stride phase of one dim, the kernel offsets the fold kernel visits, by its formulas
+    (``first``, ``count``, ``KERNEL_STEP``): what ``tests/test_kernels_tiles.py`` checks against
+    every offset that reaches a position of that phase.
+
+    Example:
+        >>> phase_offsets(3, 1, 1, 2)  # kernel 3, padding 1, stride 2: 2 + 1 of 3
+        [[1], [0, 2]]
+    """
+    phase_step = stride // math.gcd(input_dilation, stride)
+    kernel_step = stride // math.gcd(dilation, stride)
+    offsets = []
+    for phase in range(phase_step):
+        residue = phase * input_dilation + pad_before
+        reaching = [r for r in range(kernel_step) if (residue - r * dilation) % stride == 0]
+        first = reaching[0] if reaching else kernel_step
+        count = -(-(kernel_size - first) // kernel_step) if first < kernel_step else 0
+        offsets.append([first + j * kernel_step for j in range(count)])
+    return offsets
+
+
 @_launch.plan_cache
 def _plan(
     columns_shape, columns_strides, output_shape, dtype, window, input_dilation, out_size, flip

@@ -91,14 +91,15 @@ class Launcher:
     __slots__ = ("_runners", "grid", "kernel", "options", "tail")
 
     def __init__(self, kernel, grid: tuple[int, int, int], num_tensors: int, tail: tuple, named):
-        names = parameter_names(kernel)[num_tensors + len(tail) :]
+        parameters = parameter_names(kernel)
+        names = parameters[num_tensors + len(tail) :]
         missing = [name for name in names if name not in named]
         if missing:
             raise TypeError(f"Launcher of {kernel.fn.__name__} misses arguments {missing}")
         self.kernel = kernel
         self.grid = tuple(grid)
         self.tail = tuple(tail) + tuple(named[name] for name in names)
-        self.options = {name: value for name, value in named.items() if name not in names}
+        self.options = {name: value for name, value in named.items() if name not in parameters}
         self._runners: dict[tuple[bool, ...], object] = {}
 
     def __call__(self, *tensors: torch.Tensor) -> None:
@@ -152,11 +153,11 @@ TILE = 2048
 OPTIONS = {"num_warps": 4, "enable_fp_fusion": False}
 
 
-def position_tile(num_rows: int, grid: Sequence[int], tile: int = TILE) -> dict[str, int]:
+def position_tile(num_rows: int, grid: Sequence[int], tile: int | None = None) -> dict[str, int]:
     """The tile of a ``num_rows x prod(grid)`` row-major output over a ``d``-dim position grid:
-    ``BLOCK_R`` rows x ``BLOCK_O`` outer x ``BLOCK_W`` inner positions, powers of two sized to the
-    grid (at most ``tile`` elements), and ``SPLIT``: dims ``[SPLIT, d)`` form the inner axis,
-    ``[0, SPLIT)`` the outer one (each flattened row-major).
+    ``BLOCK_R`` rows x ``BLOCK_O`` outer x ``BLOCK_W`` inner positions, powers of two sized to
+    the grid (at most ``tile`` elements, default :data:`TILE`), and ``SPLIT``: dims
+    ``[SPLIT, d)`` form the inner axis, ``[0, SPLIT)`` the outer one (each flattened row-major).
 
     ``SPLIT = d - 1`` (the last dim alone inner: its coordinate is the lane's index, no
     division) unless merging more dims into the inner axis idles clearly fewer lanes (small or
@@ -166,6 +167,7 @@ def position_tile(num_rows: int, grid: Sequence[int], tile: int = TILE) -> dict[
         >>> position_tile(32 * 96 * 9, (32, 32))
         {'SPLIT': 1, 'BLOCK_R': 2, 'BLOCK_O': 32, 'BLOCK_W': 32}
     """
+    tile = TILE if tile is None else tile
     d = len(grid)
     best = None
     for split in range(d - 1, -1, -1):
