@@ -79,6 +79,7 @@ def _window_conv_kernel(
     GRID_NUMEL: tl.constexpr,
     D: tl.constexpr,
     HAS_BIAS: tl.constexpr,
+    FLIP_WEIGHT: tl.constexpr,  # read the packed weight's kernel offsets reversed
     INDEX_64: tl.constexpr,
     ACCUMULATOR: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -163,6 +164,8 @@ def _window_conv_kernel(
             mask=inside_source[:, None] & red_in_range[None, :],
             other=0,
         )  # (M, K): the column tile, never written anywhere
+        if FLIP_WEIGHT:  # the input gradient's flipped kernel, never built (kernel_stride = K)
+            kernel_offset = kernel_stride - 1 - kernel_offset
         weight_row = (group * kernel_stride + kernel_offset) * c_red  # kernel_stride = K now
         kernels = tl.load(
             weight_ptr + (weight_row + red)[:, None] * c_out + out_channels[None, :],
@@ -472,12 +475,14 @@ def window_conv(
     stride: Sequence[int],
     pad_before: Sequence[int],
     source_dilation: Sequence[int],
+    flip_weight: bool = False,
 ) -> None:
     """Fill ``output`` ``(N, groups * C_out, *output_size)`` (any strides) with the windowed
     product of ``source`` ``(N, groups * C_red, *source_size)`` and ``packed_weight``
     ``(groups, K, C_red, C_out)`` (contiguous), plus ``bias``: at output position ``o`` and
     kernel offset ``k`` the source is read at ``(o * stride + k * dilation - pad_before) /
-    source_dilation`` where that is a whole number inside the source."""
+    source_dilation`` where that is a whole number inside the source, and multiplied by the
+    packed weight's offset ``k`` (``K - 1 - k`` with ``flip_weight``)."""
     plan = _window_plan(
         tuple(source.shape),
         source.stride(),
@@ -490,6 +495,7 @@ def window_conv(
         bias is not None,
         (tuple(kernel_size), tuple(dilation), tuple(stride), tuple(pad_before)),
         tuple(source_dilation),
+        flip_weight,
     )
     if plan is None:  # nothing to compute
         return
@@ -502,7 +508,7 @@ def window_conv(
 @_launch.plan_cache
 def _window_plan(
     source_shape, source_strides, weight_shape, output_shape, output_strides, dtype, device,
-    allow_tf32, has_bias, window, source_dilation,
+    allow_tf32, has_bias, window, source_dilation, flip_weight,
 ):  # fmt: skip
     """The launch plan of :func:`window_conv` per shape, strides, dtype, device and policy
     (``allow_tf32`` is in the key so the cached precision follows the flag): the scalar
@@ -543,6 +549,7 @@ def _window_plan(
         "GRID_NUMEL": math.prod(grid_size),
         "D": len(kernel_size),
         "HAS_BIAS": has_bias,
+        "FLIP_WEIGHT": bool(flip_weight),
         "INDEX_64": _launch.sizes_need_int64(
             (source_shape, source_strides), (output_shape, output_strides)
         ),
@@ -584,12 +591,11 @@ def weight_grad_partials(
         (tuple(kernel_size), tuple(dilation), tuple(stride), tuple(pad_before)),
         INTERPRETER_WEIGHT_GRAD_PROGRAMS if input.device.type == "cpu" else WEIGHT_GRAD_PROGRAMS,
     )
-    partials_shape, scalars, constants, grid = plan
+    partials_shape, scalars, constants, grid, tile = plan
     accumulator = torch.float64 if input.dtype == torch.float64 else torch.float32
     if grid is None:  # nothing to sum
         return input.new_zeros(partials_shape[1:], dtype=accumulator)
     partials = torch.empty(partials_shape, dtype=accumulator, device=input.device)
-    tile = {**_weight_grad_tile(*partials_shape[3:]), **WEIGHT_GRAD_OPTIONS}
     args = (input, grad_output, partials, *scalars)
     run(_weight_grad_kernel, grid, input.device, args, constants, tile)
     return partials.sum(0)  # a fixed-order reduction over the split axis
@@ -602,8 +608,8 @@ def _weight_grad_plan(
 ):  # fmt: skip
     """The launch plan of :func:`weight_grad_partials` (see :func:`_window_plan`): the partial
     sums' shape ``(split, groups, K, C_in / groups, C_out / groups)``, the scalar arguments,
-    the constants and the grid (``None``: nothing to sum). The split follows from the shape
-    alone, so every run sums in the same order."""
+    the constants, the grid (``None``: nothing to sum) and the CUDA tile. The split follows
+    from the shape alone, so every run sums in the same order."""
     kernel_size, dilation, stride, pad_before = window
     n, c_in = input_shape[:2]
     c_out = grad_shape[1]
@@ -612,7 +618,7 @@ def _weight_grad_plan(
     c_in_group, c_out_group = c_in // groups, c_out // groups
     num_rows = n * math.prod(grid_size)
     if num_rows == 0 or c_in_group == 0 or c_out_group == 0:
-        return (1, groups, kernel_numel, c_in_group, c_out_group), None, None, None
+        return (1, groups, kernel_numel, c_in_group, c_out_group), None, None, None, None
     blocks = (
         INTERPRETER_TILE if device.type == "cpu" else _weight_grad_tile(c_in_group, c_out_group)
     )
@@ -657,4 +663,5 @@ def _weight_grad_plan(
     def grid(meta):
         return (tiles, groups * kernel_numel, split)
 
-    return partials_shape, scalars, constants, Grid(grid)
+    tile = {**_weight_grad_tile(c_in_group, c_out_group), **WEIGHT_GRAD_OPTIONS}
+    return partials_shape, scalars, constants, Grid(grid), tile
