@@ -1,4 +1,5 @@
-"""What every kernel launch shares: the kernel's form per device, the tile, the index width.
+"""What every kernel launch shares: the kernel's form per device, the launcher, the tile, the
+index width.
 
 ``@triton.jit`` builds either a compiled kernel or, when ``TRITON_INTERPRET=1`` is set at that
 moment, an interpreted one, fixed at import. The engine decides per call instead (see
@@ -46,23 +47,20 @@ def kernel_for(kernel, device: torch.device):
     return kernel if isinstance(kernel, JITFunction) else _compiled(kernel.fn)
 
 
-def launch(kernel, grid: tuple[int, ...], device: torch.device, *args, **options) -> None:
-    """Run ``kernel[grid](*args, **options)`` on ``device`` (the one place kernels are launched).
+def _triton_version() -> tuple[int, int]:
+    import triton
 
-    A GPU kernel runs on the current device's stream, so the tensors' device is made current.
-    """
-    runnable = kernel_for(kernel, device)
-    if device.type == "cuda" and not is_current(device):
-        with torch.cuda.device(device):
-            runnable[grid](*args, **options)
-    else:
-        runnable[grid](*args, **options)
+    major, minor = (int("".join(c for c in part if c.isdigit()) or 0) for part in
+                    triton.__version__.split(".")[:2])  # fmt: skip
+    return major, minor
 
 
 #: Whether a plan's warmed CUDA kernel is called directly (see :class:`Launcher`); False sends
 #: every launch through ``JITFunction.run`` (for comparisons, and a way out should a Triton
-#: version change the compiled kernel's calling convention).
-DIRECT = True
+#: version change the compiled kernel's calling convention). From Triton 3.3 on, ``run``
+#: passes the compiled kernel every bound argument, constexprs included, as the direct call
+#: does; Triton 3.2 and older passed only the others.
+DIRECT = _triton_version() >= (3, 3)
 
 
 @functools.cache
