@@ -71,19 +71,23 @@ def parameter_names(kernel) -> tuple[str, ...]:
 
 class Launcher:
     """One planned launch: ``kernel`` over ``grid`` (a 3-tuple) with every argument after the
-    tensors fixed; called with the tensors only (``launcher(input, output)``).
+    first ``num_tensors`` (the tensors) fixed; called with the tensors only
+    (``launcher(input, output)``).
 
-    ``arguments`` are the values of the parameters after the tensors, in order, by name or
-    positionally (``tail``), constexprs included; the remaining names of ``named`` are launch
-    options (``num_warps`` ...). On CUDA the kernel Triton compiled at the first call is kept per
-    pointer alignment (the one property of a tensor argument Triton specialises on that the plan
-    does not fix) and called directly afterwards.
+    The fixed arguments are ``tail`` (positional, right after the tensors), then the values in
+    ``named`` of the remaining parameters in order, constexprs included; the other names of
+    ``named`` are launch options (``num_warps`` ...). On CUDA the kernel Triton compiled at the
+    first call is kept per pointer alignment (the one property of a tensor argument Triton
+    specialises on that the plan does not fix) and called directly afterwards. A missing
+    parameter is a ``TypeError`` naming it.
 
     Example:
+        >>> from unfoldconv._args import make_geometry
         >>> from unfoldconv.kernels import _unfold
-        >>> launcher = Launcher(_unfold._unfold_kernel, (1, 1, 1), 2, (), {"num_warps": 4})
-        >>> launcher.grid
-        (1, 1, 1)
+        >>> geometry = make_geometry(2, 3, 1, 1, 1)
+        >>> shape, launcher = _unfold._geometry_plan((2, 3, 8, 8), (192, 64, 8, 1), geometry, None)
+        >>> shape, launcher.grid, launcher.options["num_warps"]
+        ((2, 27, 64), (2, 1, 1), 4)
     """
 
     __slots__ = ("_runners", "grid", "kernel", "options", "tail")
