@@ -237,6 +237,17 @@ def test_forced_int64_index_path(monkeypatch):
     assert torch.equal(
         on("triton", scatter, y, (7, 6), geometry), on("torch", scatter, y, (7, 6), geometry)
     )
+    # flipped offsets and an input dilation: the transposed unfold and its adjoint
+    x = torch.randn(1, 2, 4, 3)
+    tuples = ((3, 2), (2, 3), (1, 0), (1, 2), (1, 2))  # kernel, stride, pad, out pad, dilation
+    columns = kernels.unfold_transpose(x, *tuples)
+    expected = on("torch", unfold_transpose, x, *tuples)
+    assert torch.equal(columns, expected)
+    y = torch.randn_like(columns)
+    adjoint = kernels.unfold_transpose_adjoint(y, (4, 3), *tuples)
+    x64 = x.double().requires_grad_()
+    (grad,) = torch.autograd.grad(on("torch", unfold_transpose, x64, *tuples), x64, y.double())
+    torch.testing.assert_close(adjoint.double(), grad)
     # the implicit-GEMM kernels: forward, input gradient, weight gradient
     x = torch.randn(2, 4, 6, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
@@ -247,7 +258,7 @@ def test_forced_int64_index_path(monkeypatch):
     torch.testing.assert_close(y, expected)
     for got, want in zip(grads, torch.autograd.grad(expected.square().sum(), [x, weight])):
         torch.testing.assert_close(got, want)
-    assert len(seen) == 2 + 3 and all(seen)
+    assert len(seen) == 2 + 2 + 3 and all(seen)
 
 
 # ---- launch plans -------------------------------------------------------------------------
