@@ -11,6 +11,10 @@
 #   1. versions.txt   torch / Triton / CUDA / device, TF32 flags, where unfoldconv imports from
 #   2. cuda-tests.log pytest -m cuda (every cuda-marked test of the suite)
 #   3. compile.log    the compile-to-sm_90 tests of every kernel (also the slow, all-tiles one)
+#   3b. kernels.txt   unfold and fold kernels against a device-to-device copy of the same bytes
+#                     (median of CUDA-event timings, target <= 1.25x the copy), and the host
+#                     time per call of each launcher on tiny tensors (launch-bound), the warmed
+#                     kernel called directly and through Triton's JITFunction.run
 #   4. bench-tf32/, bench-ieee/   python experiments/benchmark.py --device cuda, groups unfold,
 #                     fold, Conv2d, Conv3d, batch 32 and 256, under each precision policy
 #   5. bench-unfold-route/        the same Conv2d cases on the unfold + GEMM conv route (tf32)
@@ -85,18 +89,119 @@ else
     step cuda-tests 120 "$PY" -m pytest -q -p no:cacheprovider -m cuda tests
 fi
 step compile 150 "$PY" -m pytest -q -p no:cacheprovider -m "slow or not slow" \
-    -k "compile_for_h100" tests/test_kernels_triton.py tests/test_kernels_conv.py
+    -k "for_h100" tests/test_kernels_triton.py tests/test_kernels_conv.py \
+    tests/test_kernels_tiles.py
+
+if ((DRY_RUN)); then  # the kernels through Triton's interpreter, tiny shapes
+    KERNEL_ENV=(env TRITON_INTERPRET=1 UNFOLDCONV_BACKEND=triton)
+else
+    KERNEL_ENV=(env)
+fi
+step kernels 60 "${KERNEL_ENV[@]}" "$PY" - "$DEVICE" "$OUT/kernels.txt" <<'EOF'
+"""unfold / fold kernels against a device-to-device copy of the same bytes; host time per call."""
+import statistics
+import sys
+import time
+
+import torch
+
+from unfoldconv import kernels
+from unfoldconv._args import make_geometry
+from unfoldconv.kernels import _launch
+
+device, path = torch.device(sys.argv[1]), sys.argv[2]
+cuda = device.type == "cuda"
+# (name, input shape, (d, kernel, dilation, padding, stride))
+CASES = [
+    ("allcnnc-conv2 b256", (256, 96, 32, 32), (2, 3, 1, 1, 1)),
+    ("allcnnc-conv3 b256 s2", (256, 96, 32, 32), (2, 3, 1, 1, 2)),
+    ("allcnnc-conv7 b256", (256, 192, 6, 6), (2, 3, 1, 0, 1)),
+    ("3d 16^3 b8", (8, 32, 16, 16, 16), (3, 3, 1, 1, 1)),
+    ("1d 4096 b64 s2", (64, 64, 4096), (1, 5, 1, 2, 2)),
+]
+if not cuda:  # the dry run: tiny, through the interpreter
+    CASES = [(name, (1, 2, 8, 8), window) for name, _, window in CASES[:2]]
+
+
+def median_ms(fn, repeats=20 if cuda else 2):
+    fn()
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            begin = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - begin) * 1e3)
+    return statistics.median(times)
+
+
+lines = ["| case | op | ms | copy ms | x copy | GB/s |", "|---|---|---|---|---|---|"]
+worst = 0.0
+for name, shape, window in CASES:
+    geometry = make_geometry(*window)
+    x = torch.randn(shape, device=device)
+    columns = kernels.unfold(x, geometry)
+    workspace = torch.empty_like(columns).view(-1)
+    source, target = torch.empty_like(columns), torch.empty_like(columns)
+    copy = median_ms(lambda: target.copy_(source))  # reads and writes the columns' bytes
+    moved = (x.numel() + columns.numel()) * x.element_size()
+    for op, fn in [
+        ("unfold", lambda: kernels.unfold(x, geometry, out=workspace)),
+        ("fold", lambda: kernels.fold(columns, shape[2:], geometry)),
+    ]:
+        ms = median_ms(fn)
+        worst = max(worst, ms / copy)
+        lines.append(
+            f"| {name} | {op} | {ms:.4f} | {copy:.4f} | {ms / copy:.2f} | {moved / ms / 1e6:.0f} |"
+        )
+lines.append(f"worst ratio to the copy: {worst:.2f} (target <= 1.25)")
+
+# host time per call: tiny tensors, no synchronisation inside the loop (launch-bound)
+tiny = torch.randn(2, 4, 8, 8, device=device)
+geometry = make_geometry(2, 3, 1, 1, 1)
+tiny_columns = kernels.unfold(tiny, geometry)
+for direct in (True, False):
+    _launch.DIRECT = direct
+    _launch.clear_plans()
+    for op, fn in [
+        ("unfold", lambda: kernels.unfold(tiny, geometry)),
+        ("fold", lambda: kernels.fold(tiny_columns, (8, 8), geometry)),
+    ]:
+        for _ in range(20):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+        calls = 2000 if cuda else 5
+        begin = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+        us = (time.perf_counter() - begin) / calls * 1e6
+        lines.append(f"host per call, {op}, direct={direct}: {us:.1f} us")
+_launch.DIRECT = True
+with open(path, "w") as report:
+    report.write("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
+cat "$OUT/kernels.log" 2>/dev/null | tail -20
 
 for precision in tf32 ieee; do
-    step "bench-$precision" 100 "$PY" experiments/benchmark.py --device "$DEVICE" \
+    step "bench-$precision" 80 "$PY" experiments/benchmark.py --device "$DEVICE" \
         --only "$ONLY" "${MATCH[@]}" --batches "${BATCHES[@]}" --precision "$precision" \
         "${TIMING[@]}" --out "$OUT/bench-$precision"
 done
-step bench-unfold-route 50 env UNFOLDCONV_CONV_ROUTE=unfold "$PY" experiments/benchmark.py \
+step bench-unfold-route 40 env UNFOLDCONV_CONV_ROUTE=unfold "$PY" experiments/benchmark.py \
     --device "$DEVICE" --only Conv2d "${MATCH[@]}" --batches "${BATCHES[@]}" --precision tf32 \
     "${TIMING[@]}" --out "$OUT/bench-unfold-route"
 
-step profile 60 "$PY" - "$DEVICE" "$PROFILE_BATCH" "$OUT/profile.txt" <<'EOF'
+step profile 50 "$PY" - "$DEVICE" "$PROFILE_BATCH" "$OUT/profile.txt" <<'EOF'
 """All-CNN-C conv2 (96 -> 96, 3x3, padding 1, 32x32) forward + backward under torch.profiler."""
 import statistics
 import sys

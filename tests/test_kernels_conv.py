@@ -309,7 +309,13 @@ def test_conv_route_switch(monkeypatch, launches):
     from unfoldconv.kernels import _unfold
 
     unfold_launches = []
-    monkeypatch.setattr(_unfold, "launch", lambda *a, **k: unfold_launches.append(1))
+    unfold = _unfold.unfold
+
+    def counted(*args, **kwargs):
+        unfold_launches.append(1)
+        return unfold(*args, **kwargs)
+
+    monkeypatch.setattr(_unfold, "unfold", counted)
     x, weight = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
     geometry = make_geometry(2, 3, 1, 1, 1)
     with unfoldconv.backend("triton"):

@@ -516,12 +516,15 @@ def _compile_for_sm90(kernel, args, options):
 
 
 def _recorded_launches(monkeypatch, calls):
+    """``(kernel, args, options)`` of each planned launch of ``calls``; nothing runs."""
     from unfoldconv.kernels import _launch
 
     recorded = []
-    monkeypatch.setattr(
-        _launch, "launch", lambda kernel, grid, device, *a, **o: recorded.append((kernel, a, o))
-    )
+
+    def record(launcher, *tensors):
+        recorded.append((launcher.kernel, (*tensors, *launcher.tail), launcher.options))
+
+    monkeypatch.setattr(_launch.Launcher, "__call__", record)
     for call in calls:
         call()
     return recorded

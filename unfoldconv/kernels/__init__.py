@@ -2,10 +2,16 @@
 
 - :func:`unfold`: one gather kernel for any ``d`` (``_unfold.py``): zero padding, dilation,
   stride, flipped kernel offsets, an input dilation (the zeros of a transposed convolution,
-  never materialised) and any input strides, read in place.
+  never materialised) and any input strides, read in place. A program owns rows of the columns
+  times a power-of-two tile of the output grid sized to it; window and sizes are compile-time
+  constants (no runtime division per element).
 - :func:`fold`: its adjoint in *gather form* (``_fold.py``): every output element sums its own
-  contributing columns in the fixed row-major kernel-offset order. No atomics, one pass over
-  the output, bit-identical from run to run.
+  contributing columns in the fixed row-major kernel-offset order, the positions split by
+  stride phase so that each program loops only over the offsets that reach its phase. No
+  atomics, one pass over the output, bit-identical from run to run.
+
+Each launcher caches its launch plan per shape, strides, dtype and window, and on CUDA calls
+the warmed kernel directly (:class:`unfoldconv.kernels._launch.Launcher`).
 - :func:`unfold_transpose` and its adjoint :func:`unfold_transpose_adjoint`
   (``_unfold_transpose.py``) on the same two kernels.
 - :func:`conv` and :func:`conv_transpose`: implicit-GEMM convolution for any ``d``

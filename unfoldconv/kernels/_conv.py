@@ -79,6 +79,7 @@ def _window_conv_kernel(
     GRID_NUMEL: tl.constexpr,
     D: tl.constexpr,
     HAS_BIAS: tl.constexpr,
+    FLIP_WEIGHT: tl.constexpr,  # read the packed weight's kernel offsets reversed
     INDEX_64: tl.constexpr,
     ACCUMULATOR: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -163,6 +164,8 @@ def _window_conv_kernel(
             mask=inside_source[:, None] & red_in_range[None, :],
             other=0,
         )  # (M, K): the column tile, never written anywhere
+        if FLIP_WEIGHT:  # the input gradient's flipped kernel, never built (kernel_stride = K)
+            kernel_offset = kernel_stride - 1 - kernel_offset
         weight_row = (group * kernel_stride + kernel_offset) * c_red  # kernel_stride = K now
         kernels = tl.load(
             weight_ptr + (weight_row + red)[:, None] * c_out + out_channels[None, :],
@@ -399,24 +402,60 @@ def run(kernel, grid, device: torch.device, args: tuple, constants: dict, tile: 
 
     ``tile`` (block sizes and launch options) is fixed for the weight gradient; ``None`` means
     autotuned on CUDA (:data:`WINDOW_CONFIGS`). Under the interpreter every kernel runs with
-    :data:`INTERPRETER_TILE`.
+    :data:`INTERPRETER_TILE`. ``grid`` is the plan's :class:`Grid`: the first launch of a plan
+    keeps a :class:`~unfoldconv.kernels._launch.Launcher` on it (for an autotuned kernel, of
+    the config the autotuner chose), which every later launch calls with the tensors alone.
     """
-    if device.type == "cpu":
-        blocks = {name: INTERPRETER_TILE[name] for name in _block_names(kernel)}
-        _launch.launch(kernel, grid(blocks), device, *args, **constants, **blocks, **OPTIONS)
-    elif tile is None and _launch.is_current(device):
-        _autotuned_window_kernel()[grid](*args, **constants, **OPTIONS)
-    elif tile is None:
-        with torch.cuda.device(device):
-            _autotuned_window_kernel()[grid](*args, **constants, **OPTIONS)
-    else:
-        _launch.launch(kernel, grid(tile), device, *args, **constants, **tile, **OPTIONS)
+    num_tensors = _NUM_TENSORS[kernel]
+    launcher = grid.launchers.get(device)
+    if launcher is None:
+        if device.type == "cpu":
+            tile = {name: INTERPRETER_TILE[name] for name in _block_names(kernel)}
+        elif tile is None:  # autotune once, then launch the chosen config directly
+            autotuned = _autotuned_window_kernel()
+            if _launch.is_current(device):
+                autotuned[grid](*args, **constants, **OPTIONS)
+            else:
+                with torch.cuda.device(device):
+                    autotuned[grid](*args, **constants, **OPTIONS)
+            best = getattr(autotuned, "best_config", None)
+            if best is not None:
+                grid.launchers[device] = _launch.Launcher(
+                    kernel,
+                    grid(best.all_kwargs()),
+                    num_tensors,
+                    args[num_tensors:],
+                    {**constants, **best.all_kwargs(), **OPTIONS},
+                )
+            return
+        launcher = grid.launchers[device] = _launch.Launcher(
+            kernel, grid(tile), num_tensors, args[num_tensors:], {**constants, **tile, **OPTIONS}
+        )
+    launcher(*args[:num_tensors])
+
+
+class Grid:
+    """A plan's grid: ``grid(meta)`` is the 3-tuple of programs for the block sizes in ``meta``
+    (also what ``triton.autotune`` calls); ``launchers`` holds the plan's launcher per device."""
+
+    __slots__ = ("launchers", "sizes")
+
+    def __init__(self, sizes):
+        self.sizes = sizes  # meta -> (x, y, z)
+        self.launchers: dict[torch.device, _launch.Launcher] = {}
+
+    def __call__(self, meta) -> tuple[int, int, int]:
+        return self.sizes(meta)
 
 
 def _block_names(kernel) -> tuple[str, ...]:
     if kernel is _weight_grad_kernel:
         return ("BLOCK_R", "BLOCK_N", "BLOCK_M")
     return ("BLOCK_M", "BLOCK_N", "BLOCK_K")
+
+
+# tensor arguments (the leading ones) of each kernel
+_NUM_TENSORS = {_window_conv_kernel: 4, _weight_grad_kernel: 3}
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -436,12 +475,14 @@ def window_conv(
     stride: Sequence[int],
     pad_before: Sequence[int],
     source_dilation: Sequence[int],
+    flip_weight: bool = False,
 ) -> None:
     """Fill ``output`` ``(N, groups * C_out, *output_size)`` (any strides) with the windowed
     product of ``source`` ``(N, groups * C_red, *source_size)`` and ``packed_weight``
     ``(groups, K, C_red, C_out)`` (contiguous), plus ``bias``: at output position ``o`` and
     kernel offset ``k`` the source is read at ``(o * stride + k * dilation - pad_before) /
-    source_dilation`` where that is a whole number inside the source."""
+    source_dilation`` where that is a whole number inside the source, and multiplied by the
+    packed weight's offset ``k`` (``K - 1 - k`` with ``flip_weight``)."""
     plan = _window_plan(
         tuple(source.shape),
         source.stride(),
@@ -454,6 +495,7 @@ def window_conv(
         bias is not None,
         (tuple(kernel_size), tuple(dilation), tuple(stride), tuple(pad_before)),
         tuple(source_dilation),
+        flip_weight,
     )
     if plan is None:  # nothing to compute
         return
@@ -463,10 +505,10 @@ def window_conv(
     run(_window_conv_kernel, grid, source.device, tensors + scalars, constants, None)
 
 
-@functools.lru_cache(maxsize=1024)
+@_launch.plan_cache
 def _window_plan(
     source_shape, source_strides, weight_shape, output_shape, output_strides, dtype, device,
-    allow_tf32, has_bias, window, source_dilation,
+    allow_tf32, has_bias, window, source_dilation, flip_weight,
 ):  # fmt: skip
     """The launch plan of :func:`window_conv` per shape, strides, dtype, device and policy
     (``allow_tf32`` is in the key so the cached precision follows the flag): the scalar
@@ -507,6 +549,7 @@ def _window_plan(
         "GRID_NUMEL": math.prod(grid_size),
         "D": len(kernel_size),
         "HAS_BIAS": has_bias,
+        "FLIP_WEIGHT": bool(flip_weight),
         "INDEX_64": _launch.sizes_need_int64(
             (source_shape, source_strides), (output_shape, output_strides)
         ),
@@ -522,7 +565,7 @@ def _window_plan(
             groups * num_phases,
         )
 
-    return scalars, constants, grid
+    return scalars, constants, Grid(grid)
 
 
 def weight_grad_partials(
@@ -548,26 +591,25 @@ def weight_grad_partials(
         (tuple(kernel_size), tuple(dilation), tuple(stride), tuple(pad_before)),
         INTERPRETER_WEIGHT_GRAD_PROGRAMS if input.device.type == "cpu" else WEIGHT_GRAD_PROGRAMS,
     )
-    partials_shape, scalars, constants, grid = plan
+    partials_shape, scalars, constants, grid, tile = plan
     accumulator = torch.float64 if input.dtype == torch.float64 else torch.float32
     if grid is None:  # nothing to sum
         return input.new_zeros(partials_shape[1:], dtype=accumulator)
     partials = torch.empty(partials_shape, dtype=accumulator, device=input.device)
-    tile = {**_weight_grad_tile(*partials_shape[3:]), **WEIGHT_GRAD_OPTIONS}
     args = (input, grad_output, partials, *scalars)
     run(_weight_grad_kernel, grid, input.device, args, constants, tile)
     return partials.sum(0)  # a fixed-order reduction over the split axis
 
 
-@functools.lru_cache(maxsize=1024)
+@_launch.plan_cache
 def _weight_grad_plan(
     input_shape, input_strides, grad_shape, grad_strides, groups, dtype, device, allow_tf32,
     window, target_programs,
 ):  # fmt: skip
     """The launch plan of :func:`weight_grad_partials` (see :func:`_window_plan`): the partial
     sums' shape ``(split, groups, K, C_in / groups, C_out / groups)``, the scalar arguments,
-    the constants and the grid (``None``: nothing to sum). The split follows from the shape
-    alone, so every run sums in the same order."""
+    the constants, the grid (``None``: nothing to sum) and the CUDA tile. The split follows
+    from the shape alone, so every run sums in the same order."""
     kernel_size, dilation, stride, pad_before = window
     n, c_in = input_shape[:2]
     c_out = grad_shape[1]
@@ -576,7 +618,7 @@ def _weight_grad_plan(
     c_in_group, c_out_group = c_in // groups, c_out // groups
     num_rows = n * math.prod(grid_size)
     if num_rows == 0 or c_in_group == 0 or c_out_group == 0:
-        return (1, groups, kernel_numel, c_in_group, c_out_group), None, None, None
+        return (1, groups, kernel_numel, c_in_group, c_out_group), None, None, None, None
     blocks = (
         INTERPRETER_TILE if device.type == "cpu" else _weight_grad_tile(c_in_group, c_out_group)
     )
@@ -621,4 +663,5 @@ def _weight_grad_plan(
     def grid(meta):
         return (tiles, groups * kernel_numel, split)
 
-    return partials_shape, scalars, constants, grid
+    tile = {**_weight_grad_tile(c_in_group, c_out_group), **WEIGHT_GRAD_OPTIONS}
+    return partials_shape, scalars, constants, Grid(grid), tile

@@ -17,17 +17,18 @@ from collections.abc import Sequence
 import torch
 
 from unfoldconv._geometry import Geometry
-from unfoldconv.kernels import _conv
+from unfoldconv.kernels import _conv, _launch
 
 
 def pack_weight(weight: torch.Tensor, groups: int, transposed: bool) -> torch.Tensor:
     """The conv weight ``(C_out, C_in / groups, *kernel_size)`` as the window kernel reads it,
     ``(groups, K, C_red, C_out')`` contiguous: for the forward ``C_red = C_in / groups`` and
-    ``C_out' = C_out / groups``; ``transposed`` (input gradient) swaps them and flips the kernel."""
+    ``C_out' = C_out / groups``; ``transposed`` (input gradient) swaps them (the kernel then
+    reads the offsets reversed, ``window_conv(..., flip_weight=True)``: no flipped copy)."""
     c_out, c_in_group = weight.shape[:2]
     blocks = weight.reshape(groups, c_out // groups, c_in_group, -1)  # (g, C_out/g, C_in/g, K)
     if transposed:
-        return blocks.flip(3).permute(0, 3, 1, 2).contiguous()  # (g, K, C_out/g, C_in/g)
+        return blocks.permute(0, 3, 1, 2).contiguous()  # (g, K, C_out/g, C_in/g)
     return blocks.permute(0, 3, 2, 1).contiguous()  # (g, K, C_in/g, C_out/g)
 
 
@@ -56,9 +57,10 @@ def conv_forward(
     groups: int,
 ) -> torch.Tensor:
     """``(N, C_in, *spatial) -> (N, C_out, *out)``: the convolution, bias fused."""
-    d = geometry.dim
-    out_size = geometry.output_size(input.shape[2:])
-    output = _empty(input, (input.shape[0], weight.shape[0], *out_size), memory_format(input))
+    shape, layout, pad_before, unit = _forward_layout(
+        tuple(input.shape), input.stride(), weight.shape[0], geometry
+    )
+    output = _empty(input, shape, layout)
     _conv.window_conv(
         input,
         pack_weight(weight, groups, transposed=False),
@@ -67,10 +69,29 @@ def conv_forward(
         geometry.kernel_size,
         geometry.dilation,
         geometry.stride,
-        [lo for lo, _ in geometry.padding],
-        (1,) * d,
+        pad_before,
+        unit,
     )
     return output
+
+
+@_launch.plan_cache
+def _forward_layout(input_shape, input_strides, c_out: int, geometry: Geometry):
+    """``(output shape, memory format, pad_before, (1,) * d)`` of :func:`conv_forward`, cached
+    per input shape and strides (a layer's call computes none of them)."""
+    like = torch.empty_strided(input_shape, input_strides, device="meta")
+    shape = (input_shape[0], c_out, *geometry.output_size(input_shape[2:]))
+    pad_before = tuple(lo for lo, _ in geometry.padding)
+    return shape, memory_format(like), pad_before, (1,) * geometry.dim
+
+
+@_launch.plan_cache
+def _input_grad_padding(geometry: Geometry) -> tuple[int, ...]:
+    """The input gradient's padding before, ``dilation * (kernel_size - 1) - pad_before``."""
+    return tuple(
+        dil * (k - 1) - lo
+        for k, dil, (lo, _) in zip(geometry.kernel_size, geometry.dilation, geometry.padding)
+    )
 
 
 def conv_input_grad(
@@ -91,10 +112,6 @@ def conv_input_grad(
     """
     c_in = weight.shape[1] * groups
     output = _empty(grad_output, (grad_output.shape[0], c_in, *input_size), layout)
-    pad = [
-        dil * (k - 1) - lo
-        for k, dil, (lo, _) in zip(geometry.kernel_size, geometry.dilation, geometry.padding)
-    ]
     _conv.window_conv(
         grad_output,
         pack_weight(weight, groups, transposed=True),
@@ -103,8 +120,9 @@ def conv_input_grad(
         geometry.kernel_size,
         geometry.dilation,
         (1,) * geometry.dim,
-        pad,
+        _input_grad_padding(geometry),
         geometry.stride,
+        flip_weight=True,
     )
     return output
 

@@ -1,14 +1,22 @@
 """The unfold (im2col) gather kernel for any number ``d`` of spatial dims, and its launcher.
 
-Each program writes a ``BLOCK_ROWS x BLOCK_L`` tile of the contiguous columns
-``(N * C * K, L)``: stores run along ``L``, the contiguous axis. A row ``(sample, channel,
-kernel_offset)`` and a block position ``out_pos`` meet at the input position
+The columns ``(N * C * K, L)`` are written tile by tile: a program owns ``BLOCK_R`` consecutive
+rows ``(sample, channel, kernel offset)`` (one row, a scalar, unless the image is smaller than
+the tile) times a ``BLOCK_O x BLOCK_W`` tile of the output grid, ``BLOCK_W`` positions along
+the inner dims (the last one alone in the common case: a lane's position there is its index,
+no division) and ``BLOCK_O`` along the flattened outer dims (decomposed once per program, one
+coordinate per ``BLOCK_O`` lane). Stores run along the contiguous inner axis. A row's kernel
+offset and a position meet at the input position
 
     virtual_i = out_pos_i * stride_i + kernel_offset_i * dilation_i - pad_before_i
 
 on the padded, input-dilated grid, read from ``input`` at ``virtual_i / input_dilation_i``
 through its own strides (channels_last, slices and expanded inputs are read in place) unless it
-falls into the padding or between dilated elements (``inside_input`` false: a zero).
+falls into the padding or between dilated elements (a zero).
+
+The window, the channel count and the spatial sizes are compile-time constants (a layer compiles
+once per input size anyway), so what index arithmetic is left divides by constants:
+multiply-shift on the integer pipe, not the division loop a runtime divisor costs.
 """
 
 from __future__ import annotations
@@ -32,60 +40,130 @@ def _unfold_kernel(
     input_ptr,
     columns_ptr,
     num_rows,  # N * C * K
-    num_blocks,  # L
-    channels,
-    kernel_numel,
     input_stride_n,
     input_stride_c,
-    input_size,  # d-tuples from here on
-    input_strides,
-    out_size,
-    KERNEL_SIZE: tl.constexpr,  # the window's d-tuples are compile-time constants: a layer
-    DILATION: tl.constexpr,  # compiles once, and the index arithmetic divides by constants
+    input_strides,  # a d-tuple
+    CHANNELS: tl.constexpr,
+    INPUT_SIZE: tl.constexpr,  # d-tuples from here on
+    OUT_SIZE: tl.constexpr,
+    KERNEL_SIZE: tl.constexpr,
+    DILATION: tl.constexpr,
     STRIDE: tl.constexpr,
     PAD_BEFORE: tl.constexpr,
     INPUT_DILATION: tl.constexpr,
+    KERNEL_NUMEL: tl.constexpr,
+    OUTER_NUMEL: tl.constexpr,  # prod(OUT_SIZE[:SPLIT])
+    INNER_NUMEL: tl.constexpr,  # prod(OUT_SIZE[SPLIT:])
     D: tl.constexpr,
+    SPLIT: tl.constexpr,
     FLIP: tl.constexpr,
     INDEX_64: tl.constexpr,
-    BLOCK_ROWS: tl.constexpr,
-    BLOCK_L: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_O: tl.constexpr,
+    BLOCK_W: tl.constexpr,
 ):
+    # the program's tile: inner tiles fastest, then outer tiles, then row blocks (scalars)
+    num_w_tiles: tl.constexpr = (INNER_NUMEL + BLOCK_W - 1) // BLOCK_W
+    num_o_tiles: tl.constexpr = (OUTER_NUMEL + BLOCK_O - 1) // BLOCK_O
     pid = tl.program_id(0)
-    num_l_blocks = (num_blocks + BLOCK_L - 1) // BLOCK_L
-    rows = (pid // num_l_blocks) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)[:, None]  # (R, 1)
-    out_pos = (pid % num_l_blocks) * BLOCK_L + tl.arange(0, BLOCK_L)[None, :]  # (1, L)
     if INDEX_64:
-        rows = rows.to(tl.int64)
-        out_pos = out_pos.to(tl.int64)
-    in_range = (rows < num_rows) & (out_pos < num_blocks)
+        pid = pid.to(tl.int64)
+    w_tile = pid % num_w_tiles
+    o_tile = (pid // num_w_tiles) % num_o_tiles
+    row_block = pid // (num_w_tiles * num_o_tiles)
+    rows = row_block * BLOCK_R + tl.arange(0, BLOCK_R)[:, None, None]  # (R, 1, 1)
+    outer = o_tile * BLOCK_O + tl.arange(0, BLOCK_O)[None, :, None]  # (1, O, 1)
+    inner = w_tile * BLOCK_W + tl.arange(0, BLOCK_W)[None, None, :]  # (1, 1, W)
+    in_range = (rows < num_rows) & (outer < OUTER_NUMEL) & (inner < INNER_NUMEL)
 
-    kernel_offset = rows % kernel_numel
-    sample_channel = rows // kernel_numel
-    in_offset = (sample_channel // channels) * input_stride_n + (
-        sample_channel % channels
-    ) * input_stride_c
+    # per row, once: (sample, channel, kernel offset)
+    kernel_offset = rows % KERNEL_NUMEL
+    sample_channel = rows // KERNEL_NUMEL
+    in_offset = (sample_channel // CHANNELS) * input_stride_n + (
+        sample_channel % CHANNELS
+    ) * input_stride_c  # (R, 1, 1)
+
+    # per lane of the inner axis and per lane of the outer axis: the output coordinates
+    out_index = ()
+    rest = inner
+    for i in tl.static_range(D - 1, SPLIT - 1, -1):  # row-major: the last dim varies fastest
+        if i == SPLIT:
+            index = rest
+        else:
+            index = rest % OUT_SIZE[i]
+            rest = rest // OUT_SIZE[i]
+        out_index = (index,) + out_index  # noqa: RUF005 (Triton cannot compile *unpacking)
+    rest = outer
+    for i in tl.static_range(SPLIT - 1, -1, -1):
+        if i == 0:
+            index = rest
+        else:
+            index = rest % OUT_SIZE[i]
+            rest = rest // OUT_SIZE[i]
+        out_index = (index,) + out_index  # noqa: RUF005
+
     inside_input = in_range
     kernel_rest = kernel_offset
-    out_rest = out_pos
-    for i in tl.static_range(D - 1, -1, -1):  # row-major: the last dim varies fastest
-        kernel_index = kernel_rest % KERNEL_SIZE[i]  # (R, 1)
+    for i in tl.static_range(D - 1, -1, -1):
+        kernel_index = kernel_rest % KERNEL_SIZE[i]  # (R, 1, 1)
         kernel_rest = kernel_rest // KERNEL_SIZE[i]
-        out_index = out_rest % out_size[i]  # (1, L)
-        out_rest = out_rest // out_size[i]
         if FLIP:
             kernel_index = KERNEL_SIZE[i] - 1 - kernel_index
-        virtual = out_index * STRIDE[i] + (kernel_index * DILATION[i] - PAD_BEFORE[i])  # (R, L)
-        in_pos = virtual // INPUT_DILATION[i]
-        inside_input = (
-            inside_input
-            & (virtual >= 0)
-            & (in_pos * INPUT_DILATION[i] == virtual)
-            & (in_pos < input_size[i])
-        )
+        virtual = out_index[i] * STRIDE[i] + (kernel_index * DILATION[i] - PAD_BEFORE[i])
+        if INPUT_DILATION[i] == 1:
+            in_pos = virtual
+            inside_input = inside_input & (virtual >= 0) & (virtual < INPUT_SIZE[i])
+        else:
+            in_pos = virtual // INPUT_DILATION[i]
+            inside_input = (
+                inside_input
+                & (virtual >= 0)
+                & (in_pos * INPUT_DILATION[i] == virtual)
+                & (in_pos < INPUT_SIZE[i])
+            )
         in_offset = in_offset + in_pos * input_strides[i]
     values = tl.load(input_ptr + in_offset, mask=inside_input, other=0)
-    tl.store(columns_ptr + rows * num_blocks + out_pos, values, mask=in_range)
+    column = rows * (OUTER_NUMEL * INNER_NUMEL) + outer * INNER_NUMEL + inner
+    tl.store(columns_ptr + column, values, mask=in_range)
+
+
+@_launch.plan_cache
+def _plan(input_shape, input_strides, window, input_dilation, out_size, flip):
+    """The :class:`~unfoldconv.kernels._launch.Launcher` of one unfold into contiguous columns
+    (``None``: nothing to write), per input shape and strides, window, input dilation and
+    output grid."""
+    kernel_size, dilation, pad_before, stride = window
+    n, c, *input_size = input_shape
+    num_rows = n * c * math.prod(kernel_size)
+    if num_rows == 0 or math.prod(out_size) == 0:
+        return None
+    columns_shape = (num_rows, math.prod(out_size))
+    index_64 = _launch.sizes_need_int64(
+        (input_shape, input_strides), (columns_shape, (columns_shape[1], 1))
+    )
+    blocks = _launch.position_tile(num_rows, out_size)
+    split = blocks["SPLIT"]
+    grid = (_launch.tile_programs(num_rows, out_size, blocks), 1, 1)
+    tail = (num_rows, input_strides[0], input_strides[1], tuple(input_strides[2:]))
+    named = {
+        "CHANNELS": c,
+        "INPUT_SIZE": tuple(input_size),
+        "OUT_SIZE": tuple(out_size),
+        "KERNEL_SIZE": tuple(kernel_size),
+        "DILATION": tuple(dilation),
+        "STRIDE": tuple(stride),
+        "PAD_BEFORE": tuple(pad_before),
+        "INPUT_DILATION": tuple(input_dilation),
+        "KERNEL_NUMEL": math.prod(kernel_size),
+        "OUTER_NUMEL": math.prod(out_size[:split]),
+        "INNER_NUMEL": math.prod(out_size[split:]),
+        "D": len(kernel_size),
+        "FLIP": bool(flip),
+        "INDEX_64": index_64,
+        **blocks,
+        **_launch.OPTIONS,
+    }
+    return _launch.Launcher(_unfold_kernel, grid, 2, tail, named)
 
 
 def launch(
@@ -99,41 +177,47 @@ def launch(
     out_size: Sequence[int],
     flip: bool,
 ) -> None:
-    """Fill the contiguous ``columns`` ``(N, C * K, L)`` from ``input`` ``(N, C, *spatial)``."""
-    n, c, *input_size = input.shape
-    kernel_numel = math.prod(kernel_size)
-    num_rows, num_blocks = n * c * kernel_numel, math.prod(out_size)
-    if num_rows == 0:
-        return
-    block_rows, block_l = _launch.tile(num_rows, num_blocks)
-    grid = (_launch.num_programs(num_rows, num_blocks, block_rows, block_l),)
-    _launch.launch(
-        _unfold_kernel,
-        grid,
-        input.device,
-        input,
-        columns,
-        num_rows,
-        num_blocks,
-        c,
-        kernel_numel,
-        input.stride(0),
-        input.stride(1),
-        tuple(input_size),
-        tuple(input.stride()[2:]),
+    """Fill the contiguous ``columns`` ``(N, C * K, L)`` from ``input`` ``(N, C, *spatial)``.
+
+    ``kernel_size``, ``dilation``, ``pad_before``, ``stride``, ``input_dilation`` and
+    ``out_size`` (the window positions per dim) are d-tuples; ``flip`` reverses the kernel
+    offsets. The plan is cached per shape, strides and window (see :func:`_plan`).
+    """
+    plan = _plan(
+        tuple(input.shape),
+        input.stride(),
+        (tuple(kernel_size), tuple(dilation), tuple(pad_before), tuple(stride)),
+        tuple(input_dilation),
         tuple(out_size),
-        KERNEL_SIZE=tuple(kernel_size),
-        DILATION=tuple(dilation),
-        STRIDE=tuple(stride),
-        PAD_BEFORE=tuple(pad_before),
-        INPUT_DILATION=tuple(input_dilation),
-        D=len(kernel_size),
-        FLIP=bool(flip),
-        INDEX_64=_launch.needs_int64(input, columns),
-        BLOCK_ROWS=block_rows,
-        BLOCK_L=block_l,
-        **_launch.OPTIONS,
+        bool(flip),
     )
+    if plan is not None:
+        plan(input, columns)
+
+
+@_launch.plan_cache
+def _geometry_plan(input_shape, input_strides, geometry: Geometry, input_dilation):
+    """``(columns shape, launcher)`` of :func:`unfold`, cached per input shape, strides,
+    geometry and input dilation: a layer's call computes no size and builds no argument."""
+    n, c, *input_size = input_shape
+    d = len(geometry.kernel_size)
+    input_dilation = (1,) * d if input_dilation is None else input_dilation
+    out_size = _launch.window_output_size(
+        input_size,
+        geometry.kernel_size,
+        geometry.dilation,
+        geometry.padding,
+        geometry.stride,
+        input_dilation,
+    )
+    window = (
+        geometry.kernel_size,
+        geometry.dilation,
+        tuple(lo for lo, _ in geometry.padding),
+        geometry.stride,
+    )
+    launcher = _plan(input_shape, input_strides, window, input_dilation, out_size, geometry.flip)
+    return (n, c * geometry.kernel_numel, math.prod(out_size)), launcher
 
 
 def unfold(
@@ -143,28 +227,9 @@ def unfold(
     input_dilation: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """``(N, C, *spatial) -> (N, C * K, L)``; see :func:`unfoldconv.kernels.unfold`."""
-    n, c, *input_size = input.shape
-    d = len(geometry.kernel_size)
-    input_dilation = (1,) * d if input_dilation is None else tuple(input_dilation)
-    out_size = _launch.window_output_size(
-        input_size,
-        geometry.kernel_size,
-        geometry.dilation,
-        geometry.padding,
-        geometry.stride,
-        input_dilation,
-    )
-    shape = (n, c * math.prod(geometry.kernel_size), math.prod(out_size))
+    dilation_key = None if input_dilation is None else tuple(input_dilation)
+    shape, launcher = _geometry_plan(tuple(input.shape), input.stride(), geometry, dilation_key)
     columns = input.new_empty(shape) if out is None else _launch.workspace(out, shape, input.dtype)
-    launch(
-        input,
-        columns,
-        geometry.kernel_size,
-        geometry.dilation,
-        [lo for lo, _ in geometry.padding],
-        geometry.stride,
-        input_dilation,
-        out_size,
-        geometry.flip,
-    )
+    if launcher is not None:
+        launcher(input, columns)
     return columns
