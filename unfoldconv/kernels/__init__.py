@@ -26,8 +26,9 @@ Precision policy (one for every convolution on CUDA): float32 convolutions follo
 default: when set, the implicit-GEMM kernels multiply on TF32 tensor cores (``tl.dot``'s
 ``input_precision="tf32"``), else in IEEE float32. float16/bfloat16 multiply in their type and
 accumulate in float32, float64 stays float64. :func:`conv_tf32` says which applies to a tensor;
-the unfold + GEMM route's matmuls follow ``torch.backends.cuda.matmul.allow_tf32`` unless their
-caller applies :func:`conv_matmul_precision`.
+the unfold + GEMM routes' matmuls follow the same flag: the engine runs them under
+:func:`conv_matmul_precision` (:func:`unfoldconv._chunked.conv_precision`), which sets
+``torch.backends.cuda.matmul.allow_tf32`` to it for their duration.
 
 Importing this package does not import Triton; the launchers do, on first use. The engine
 (:mod:`unfoldconv._engine`) is the one caller that chooses between these kernels and the torch
