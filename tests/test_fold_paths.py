@@ -1,7 +1,7 @@
-"""The torch route of the fold (``unfoldconv._engine.scatter``): its three ways of adding the
-kernel offsets (plain indexing, one pass of planned views, chunks of rows shared between
-threads) give the same sum bit for bit, against ``F.fold`` and a loop reference, with ``out=``
-accumulating, for both column layouts and for columns whose leading dims do not merge."""
+"""The torch route of the fold (``unfoldconv._engine.scatter``): both ways of adding the kernel
+offsets (planned ``as_strided`` views, plain indexing) give the same sum bit for bit, against
+``F.fold`` and a loop reference, with ``out=`` accumulating, for both column layouts and for
+columns whose leading dims do not merge."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unfoldconv import _engine, _work_sharing
+from unfoldconv import _engine
 from unfoldconv._args import make_geometry
 from unfoldconv._engine import scatter, scatter_samples_last
 
@@ -51,21 +51,17 @@ def random_case(seed):
     return geometry, size, rng.randint(1, 3), rng.randint(1, 4)
 
 
-PATHS = {
-    # (SERIAL_BELOW, TORCH_GRAIN_SIZE, SHARED_FOLD_MAX, threads)
-    "shared-rows-of-one": (1, 1, 1 << 40, 3),
-    "shared-default-chunks": (1, 32768, 1 << 40, 2),
-    "one-pass": (1 << 40, 32768, 0, 2),
-    "serial": (1 << 40, 32768, 1 << 40, 1),
+PATHS = {  # (indexing instead of views, torch threads)
+    "views": (False, 2),
+    "views-one-thread": (False, 1),
+    "indexing": (True, 2),  # the route under torch.compile and functorch transforms
 }
 
 
 @pytest.fixture(params=PATHS.values(), ids=PATHS.keys())
 def fold_path(request, monkeypatch):
-    serial_below, grain, shared_max, threads = request.param
-    monkeypatch.setattr(_work_sharing, "SERIAL_BELOW", serial_below)
-    monkeypatch.setattr(_engine, "TORCH_GRAIN_SIZE", grain)
-    monkeypatch.setattr(_engine, "SHARED_FOLD_MAX", shared_max)
+    indexing, threads = request.param
+    monkeypatch.setattr(_engine, "indexing_needed", lambda output, blocks: indexing)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     yield
@@ -113,31 +109,3 @@ def test_samples_last_fold_is_the_fold_moved(fold_path, seed):
     folded = scatter_samples_last(moved, size, geometry)  # (C, *size, N)
     expected = fold_loop(columns, size, geometry)
     assert torch.equal(folded.permute(-1, *range(folded.dim() - 1)), expected)
-
-
-@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "grad"])
-def test_shared_fold_runs_in_the_callers_grad_mode(monkeypatch, mode):
-    """Pool threads start with grad mode on: views made under no_grad or inference tensors
-    must still be added into (the conv backward folds under no_grad)."""
-    monkeypatch.setattr(_work_sharing, "SERIAL_BELOW", 1)
-    monkeypatch.setattr(_engine, "TORCH_GRAIN_SIZE", 1)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(3)
-    geometry = make_geometry(2, (3, 3), 1, 1, 2)
-    columns = torch.randn(4, 5 * 9, 16, requires_grad=mode == "grad")
-    try:
-        context = {
-            "no_grad": torch.no_grad,
-            "inference_mode": torch.inference_mode,
-            "grad": torch.enable_grad,
-        }[mode]
-        with context():
-            target = torch.zeros(4, 5, 8, 8)[:, :, :7, :7]
-            scatter(columns, (7, 7), geometry, compiled=False, out=target)
-            folded = scatter(columns, (7, 7), geometry, compiled=False)
-    finally:
-        torch.set_num_threads(previous)
-    expected = fold_loop(columns.detach(), (7, 7), geometry)
-    assert torch.equal(target, expected)
-    assert torch.equal(folded.detach(), expected)
-    assert folded.requires_grad == (mode == "grad")

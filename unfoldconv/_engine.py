@@ -34,7 +34,6 @@ import torch
 from unfoldconv import _cpu_fold, kernels
 from unfoldconv._backend import _functorch_wrapped, use_triton
 from unfoldconv._geometry import Geometry
-from unfoldconv._work_sharing import in_callers_mode, run_rows
 
 
 def padded_shape(spatial: Sequence[int], geometry: Geometry) -> tuple[int, ...]:
@@ -192,8 +191,13 @@ def _add_offsets(
     (:func:`_offset_views`): slicing ``2 + 2d`` axes by indexing costs about 20 us of Python
     per offset, 0.6 ms per 3x3x3 fold; the views cost about 2 us. Under ``torch.compile`` and
     functorch transforms the plain indexing runs (no ``as_strided`` in traced graphs).
+
+    Measured and left out: sharing chunks of rows between Python threads, each op under
+    torch's grain size (no parallel region to wait for when another process holds a core): a
+    lone fold beside one busy process ran 5-20 ms instead of 80, but quiet folds were 2-4x
+    slower (each small op hands the GIL over), and whole conv layers showed no gain loaded.
     """
-    if torch.compiler.is_compiling() or _functorch_wrapped(output) or _functorch_wrapped(blocks):
+    if indexing_needed(output, blocks):
         every = (slice(None),) * lead
         for offset in _kernel_offsets(geometry):
             slices = _offset_slices(offset, input_size, out_size, geometry)
@@ -203,7 +207,6 @@ def _add_offsets(
             # += on an indexed tensor would copy the slice back; add_ writes in place
             output[(*every, *target_slices)].add_(blocks[(*every, *offset, *column_slices)])
         return
-    output, blocks, lead = _merge_lead(output, blocks, lead)
     views = _offset_views(
         tuple(input_size),
         geometry,
@@ -213,58 +216,16 @@ def _add_offsets(
         lead,
     )
     output_base, blocks_base = output.storage_offset(), blocks.storage_offset()
-
-    def add_rows(r0: int, r1: int) -> None:  # rows r0:r1 of the first lead dim
-        output_start, blocks_start = r0 * output.stride(0), r0 * blocks.stride(0)
-        for size, output_stride, output_offset, blocks_stride, blocks_offset in views:
-            size = (r1 - r0, *size[1:])
-            output.as_strided(size, output_stride, output_base + output_start + output_offset).add_(
-                blocks.as_strided(size, blocks_stride, blocks_base + blocks_start + blocks_offset)
-            )
-
-    rows = output.shape[0]
-    per_row = output.numel() // max(1, rows)  # the largest offset's elements in one row
-    if (
-        output.device.type != "cpu"
-        or rows * per_row > SHARED_FOLD_MAX
-        or (torch.is_grad_enabled() and (output.requires_grad or blocks.requires_grad))
-    ):
-        # K ops over every row: K parallel regions of ample work each (and autograd records
-        # them in this thread alone when it must)
-        add_rows(0, rows)
-        return
-    # chunks of rows whose ops stay under torch's grain size (serial, no parallel region),
-    # shared between this thread and the pool (unfoldconv._work_sharing)
-    chunk = max(1, TORCH_GRAIN_SIZE // max(1, per_row))
-    run_rows(in_callers_mode(add_rows), rows, blocks.numel(), chunk=chunk)
-
-
-#: torch's ``at::internal::GRAIN_SIZE``: element-wise ops on fewer elements run serially.
-TORCH_GRAIN_SIZE = 32768
-
-#: The torch route's fold shares chunks of rows between threads (see
-#: :mod:`unfoldconv._work_sharing`) up to this many output elements; above it each offset's
-#: ``add_`` has work enough for a parallel region of its own, and chunks would be many.
-SHARED_FOLD_MAX = 1 << 22
-
-
-def _merge_lead(
-    output: torch.Tensor, blocks: torch.Tensor, lead: int
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Views of ``output`` and ``blocks`` with their ``lead`` leading dims merged into one
-    where both allow it (the chunks of :func:`_add_offsets` are then rows of ``N * C``), else
-    unchanged: the chunks are cut along the first dim alone."""
-    if lead == 1:
-        return output, blocks, lead
-    size = output.shape[:lead]
-    try:
-        return (
-            output.view(math.prod(size), *output.shape[lead:]),
-            blocks.view(math.prod(size), *blocks.shape[lead:]),
-            1,
+    for size, output_stride, output_offset, blocks_stride, blocks_offset in views:
+        output.as_strided(size, output_stride, output_base + output_offset).add_(
+            blocks.as_strided(size, blocks_stride, blocks_base + blocks_offset)
         )
-    except RuntimeError:  # strides that do not merge (a fold of permuted columns)
-        return output, blocks, lead
+
+
+def indexing_needed(output: torch.Tensor, blocks: torch.Tensor) -> bool:
+    """Whether :func:`_add_offsets` slices by indexing rather than ``as_strided`` views: while
+    ``torch.compile`` traces and inside functorch transforms."""
+    return torch.compiler.is_compiling() or _functorch_wrapped(output) or _functorch_wrapped(blocks)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -3,15 +3,16 @@
 Why: every torch op above its grain size is one OpenMP parallel region with a static split of
 the work, and each region waits at its end for every thread. When another process shares the
 cores, the OS deschedules one of them for a time slice (measured here: about 8 ms per region
-with one busy process beside 2 threads), so a loop of K small ops costs K time slices: a 3x3x3
-fold 224 ms instead of 1 ms. :func:`run_rows` instead cuts the work into chunks of rows that the
-calling thread and ``torch.get_num_threads() - 1`` pool threads take from a shared counter,
-each chunk run serially (ops under torch's grain size, or a compiled kernel that releases the
-GIL). A pool thread that has not started by the time the caller runs out of chunks is
-cancelled, so a descheduled thread costs at most the one chunk it holds, not a whole pass.
+with one busy process beside 2 threads), so a loop of K ops costs K time slices.
+:func:`run_rows` instead cuts the work into chunks of rows that the calling thread and
+``torch.get_num_threads() - 1`` pool threads take from a shared counter, each chunk run
+serially by a compiled kernel that releases the GIL. A pool thread that has not started by
+the time the caller runs out of chunks is cancelled, so a descheduled thread costs at most the
+one chunk it holds, not a whole pass.
 
-Used by the compiled fold (:mod:`unfoldconv._cpu_fold`) and the torch route of the fold
-(:func:`unfoldconv._engine.scatter`).
+Used by the compiled fold (:mod:`unfoldconv._cpu_fold`). Tried for the torch route of the fold
+too, each chunk's ops under torch's grain size: quiet, every small op hands the GIL between the
+threads and the fold ran 2-4x slower (see :func:`unfoldconv._engine._add_offsets`).
 """
 
 from __future__ import annotations
@@ -94,16 +95,3 @@ def run_rows(
     for future in futures:
         if not future.cancel():  # started: wait for its chunk in flight (and its errors)
             future.result()
-
-
-def in_callers_mode(body: Callable[[int, int], None]) -> Callable[[int, int], None]:
-    """``body`` run under the calling thread's grad and inference modes, which are thread-local
-    in torch: a pool thread starts with grad mode on and outside inference mode, where in-place
-    ops on the caller's views (made under ``no_grad``) or inference tensors raise."""
-    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
-
-    def wrapped(r0: int, r1: int) -> None:
-        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-            body(r0, r1)
-
-    return wrapped

@@ -62,10 +62,8 @@ def pooled(like: torch.Tensor, numel: int) -> Iterator[torch.Tensor]:
         return
     free = _pool.free
     fits = [i for i, b in enumerate(free) if b.dtype == like.dtype and b.numel() >= numel]
-    if fits:  # the smallest that fits (by position: == on tensors compares elements)
-        buffer = free.pop(min(fits, key=lambda i: free[i].numel()))
-    else:
-        buffer = like.new_empty(numel)
+    # the smallest that fits, popped by position (== on tensors compares their elements)
+    buffer = free.pop(min(fits, key=lambda i: free[i].numel())) if fits else like.new_empty(numel)
     try:
         yield buffer[:numel]
     finally:
