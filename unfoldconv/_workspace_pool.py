@@ -35,6 +35,7 @@ class _Pool(threading.local):
 
 
 _pool = _Pool()
+_lock = threading.Lock()
 
 
 def _poolable(like: torch.Tensor, numel: int) -> bool:
@@ -61,15 +62,21 @@ def pooled(like: torch.Tensor, numel: int) -> Iterator[torch.Tensor]:
         yield like.new_empty(numel)
         return
     free = _pool.free
-    fits = [i for i, b in enumerate(free) if b.dtype == like.dtype and b.numel() >= numel]
-    # the smallest that fits, popped by position (== on tensors compares their elements)
-    buffer = free.pop(min(fits, key=lambda i: free[i].numel())) if fits else like.new_empty(numel)
+    # a generator left open may be finalised by the garbage collector in another thread,
+    # which then gives its buffer back to this thread's list: the list is locked
+    with _lock:
+        fits = [i for i, b in enumerate(free) if b.dtype == like.dtype and b.numel() >= numel]
+        # the smallest that fits, popped by position (== on tensors compares their elements)
+        buffer = free.pop(min(fits, key=lambda i: free[i].numel())) if fits else None
+    if buffer is None:
+        buffer = like.new_empty(numel)
     try:
         yield buffer[:numel]
     finally:
-        free.append(buffer)
-        if len(free) > KEPT_BUFFERS:
-            free.pop(min(range(len(free)), key=lambda i: free[i].numel()))
+        with _lock:
+            free.append(buffer)
+            if len(free) > KEPT_BUFFERS:
+                free.pop(min(range(len(free)), key=lambda i: free[i].numel()))
 
 
 def clear() -> None:
